@@ -1,0 +1,1 @@
+"""The ``shoal`` command line: one module per command, each parsing options and calling the library."""

@@ -1,0 +1,50 @@
+"""What every command gets from the global options: config path, node name, state directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from shoal.config.resolve import NodeConfig
+from shoal.fs.config_source import default_config_path, load_node_config
+from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
+
+DEFAULT_STATE_DIR = "/var/lib/shoal"
+
+
+@dataclass
+class AppContext:
+    config_path: str | None
+    node: str | None
+    state_dir: str
+    verbose: int
+    out: Console
+    err: Console
+
+    @property
+    def config_file(self) -> str:
+        return self.config_path or default_config_path()
+
+    def node_name(self) -> str:
+        return (self.node or socket.gethostname()).lower()
+
+    def node_config(self) -> NodeConfig:
+        return load_node_config(self.config_file, self.node_name())
+
+    def db_path(self) -> str:
+        return os.path.join(self.state_dir, DB_NAME)
+
+    def open_db(self, *, readonly: bool = False) -> StateDB:
+        if readonly:
+            return StateDB.open(self.db_path(), readonly=True)
+        ensure_state_dir(self.state_dir)
+        return StateDB.open(self.db_path())
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

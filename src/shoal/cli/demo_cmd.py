@@ -1,0 +1,18 @@
+"""``shoal demo``: a throw-away 3-node cluster on loopback, then clean up."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.engine.demo import run_demo
+
+
+@click.command("demo")
+@click.option("--keep", is_flag=True, help="Leave the temporary cluster directory in place.")
+def demo(keep: bool) -> int:
+    """Lay out a 3-node cluster in a temporary directory and walk through it."""
+    return run_demo(click.echo, keep=keep)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(demo)

@@ -1,0 +1,1 @@
+"""Orchestration: one-shot runs, the daemon task tree (later), and the demo."""

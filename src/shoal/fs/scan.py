@@ -1,0 +1,344 @@
+"""The scanner: walk the managed roots, compare with the record table, record what changed.
+
+Owns: detecting local changes (new, changed, metadata-only, type-changed, deleted) and turning them into
+records with this node's vector entry bumped. Must not: talk to peers, or decide conflicts.
+
+Change detection compares (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid) with the stored record
+and reads content only when those differ. Two races are covered: a file that changes while it is hashed
+is read again (fs/hashing.py); a file whose mtime is within ``RECENT_NS`` of the scan start is marked
+``recheck`` and read again at the next scan, so a same-size rewrite inside one timestamp tick (which
+leaves every stat field equal) is still caught. Directories that cannot be listed, files that cannot be
+read and roots that are missing are reported and never turned into deletions.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from shoal.config.resolve import NodeConfig
+from shoal.fs.hashing import Hashed, hash_file
+from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
+from shoal.model.patterns import Verdict, minimal_roots
+from shoal.model.records import Kind, Record, bump
+from shoal.state.db import ScanEntry, StateDB
+
+RECENT_NS = 2_000_000_000
+FLUSH_EVERY = 10_000
+
+_KINDS = {
+    stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO, stat.S_IFCHR: Kind.CHR, stat.S_IFBLK: Kind.BLK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+
+
+@dataclass
+class ScanResult:
+    new: int = 0
+    changed: int = 0
+    metadata: int = 0
+    type_changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    forgotten: int = 0
+    hashed_files: int = 0
+    hashed_bytes: int = 0
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+    changed_paths: list[str] = field(default_factory=list)
+
+    @property
+    def recorded(self) -> int:
+        return self.new + self.changed + self.metadata + self.type_changed + self.deleted
+
+
+class _Names:
+    """uid/gid -> name, cached."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, str] = {}
+        self._groups: dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = ""
+            self._users[uid] = name
+        return name
+
+    def group(self, gid: int) -> str:
+        name = self._groups.get(gid)
+        if name is None:
+            try:
+                name = grp.getgrgid(gid).gr_name
+            except KeyError:
+                name = ""
+            self._groups[gid] = name
+        return name
+
+
+def _unchanged(old: ScanEntry, kind: Kind, st: os.stat_result) -> bool:
+    # old = (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck)
+    return (old[8] == 0 and old[9] == 0 and old[0] == kind and old[1] == (st.st_size if kind is Kind.FILE else 0)
+            and old[2] == st.st_mtime_ns and old[3] == st.st_ctime_ns and old[4] == st.st_ino
+            and old[5] == stat.S_IMODE(st.st_mode) and old[6] == st.st_uid and old[7] == st.st_gid)
+
+
+class Scanner:
+    """Scans this node's managed trees into its state database."""
+
+    def __init__(self, db: StateDB, cfg: NodeConfig, *, clock_ns: Callable[[], int] = time.time_ns,
+                 hash_workers: int = 4) -> None:
+        self.db = db
+        self.cfg = cfg
+        self.node = cfg.node
+        self.matcher = cfg.matcher()
+        self.pmap = PathMap(dict(cfg.prefixes))
+        self.clock_ns = clock_ns
+        self.hash_workers = hash_workers
+        self.names = _Names()
+
+    # -- walking -------------------------------------------------------------------------------------
+
+    def _symlinked_ancestor(self, path: str) -> str | None:
+        cut = path.find("/", 1)
+        while cut > 0:
+            try:
+                if stat.S_ISLNK(os.lstat(path[:cut]).st_mode):
+                    return path[:cut]
+            except OSError:
+                return None
+            cut = path.find("/", cut + 1)
+        return None
+
+    def _walk(self, root: str, res: ScanResult, incomplete: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+        """Managed paths at and below ``root`` with their lstat; never follows symlinks."""
+        classify = self.matcher.classify
+        verdict = self.matcher.reach(root)
+        if verdict is Verdict.SKIP:
+            return
+        link = self._symlinked_ancestor(root)
+        if link is not None:
+            res.problems.append(Problem(root, f"reached through symlinked directory {link}; not managed"))
+            incomplete.append(root)
+            return
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            res.problems.append(Problem(root, f"cannot stat: {e.strerror}"))
+            incomplete.append(root)
+            return
+        if verdict is Verdict.MANAGED:
+            yield root, st
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError as e:
+                res.problems.append(Problem(d, f"cannot list directory: {e.strerror}"))
+                incomplete.append(d)
+                continue
+            prefix = d + "/" if d != "/" else "/"
+            with it:
+                for entry in it:
+                    p = prefix + entry.name
+                    v = classify(p)
+                    if v is Verdict.SKIP:
+                        continue
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                        if v is Verdict.MANAGED:
+                            yield p, entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # vanished since listing: the next scan sees the deletion
+                    except OSError as e:
+                        res.problems.append(Problem(p, f"cannot stat: {e.strerror}"))
+                        incomplete.append(p)
+                        continue
+                    if is_dir:
+                        stack.append(p)
+
+    # -- scanning ------------------------------------------------------------------------------------
+
+    def scan(self, paths: Sequence[str] | None = None) -> ScanResult:
+        """Scan everything (``paths`` None) or only the given real paths and what lies below them."""
+        t0 = time.monotonic()
+        start_ns = self.clock_ns()
+        res = ScanResult()
+        if paths is None:
+            roots = self.matcher.roots()
+            full = True
+        else:
+            roots = []
+            for p in paths:
+                try:
+                    clean = check_path(p.rstrip("/") or "/")
+                except UnsafePath as e:
+                    res.problems.append(Problem(p, str(e)))
+                    continue
+                if self.matcher.reach(clean) is Verdict.SKIP:
+                    res.problems.append(Problem(p, "not managed by any group of this node"))
+                    continue
+                roots.append(clean)
+            roots = minimal_roots(roots)
+            full = False
+        index = self.db.scan_index()
+        incomplete: list[str] = []
+        pending: list[tuple[str, str, os.stat_result, Kind]] = []
+        changes: list[Record] = []
+        refreshes: list[Record] = []
+        with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="shoal-hash") as pool:
+            for root in roots:
+                if full and not os.path.lexists(root) and any(is_within(self.pmap.to_real_safe(p) or "", root)
+                                                              for p in index if index[p][8] == 0):
+                    res.problems.append(Problem(root, "managed root is missing; its records are kept "
+                                                      "(not treated as deleted)"))
+                    incomplete.append(root)
+                    continue
+                for real, st in self._walk(root, res, incomplete):
+                    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+                    if kind is None:
+                        continue  # sockets and the like are not synchronized
+                    logical = self.pmap.to_logical(real)
+                    old = index.pop(logical, None)
+                    if old is not None and _unchanged(old, kind, st):
+                        res.unchanged += 1
+                        continue
+                    pending.append((real, logical, st, kind))
+                    if len(pending) >= FLUSH_EVERY:
+                        self._settle(pending, pool, start_ns, res, changes, refreshes)
+                        self._flush(changes, refreshes, [])
+                        pending.clear()
+            self._settle(pending, pool, start_ns, res, changes, refreshes)
+        forget = self._deletions(index, roots, incomplete, full, start_ns, res, changes)
+        self._flush(changes, refreshes, forget)
+        res.seconds = time.monotonic() - t0
+        return res
+
+    def _flush(self, changes: list[Record], refreshes: list[Record], forget: list[str]) -> None:
+        if changes or refreshes or forget:
+            self.db.apply_scan(changes, refreshes, forget)
+        changes.clear()
+        refreshes.clear()
+
+    def _settle(self, pending: list[tuple[str, str, os.stat_result, Kind]], pool: ThreadPoolExecutor,
+                start_ns: int, res: ScanResult, changes: list[Record], refreshes: list[Record]) -> None:
+        """Read content where needed and turn candidates into changes or refreshes."""
+        if not pending:
+            return
+        olds = self.db.get_records(p[1] for p in pending)
+
+        def read(item: tuple[str, str, os.stat_result, Kind]) -> Hashed | OSError | None:
+            if item[3] is not Kind.FILE:
+                return None
+            try:
+                return hash_file(item[0])
+            except OSError as e:
+                return e
+
+        for item, hashed in zip(pending, pool.map(read, pending), strict=True):
+            real, logical, st, kind = item
+            digest: bytes | None = None
+            target: str | None = None
+            stable = True
+            if isinstance(hashed, OSError):
+                if isinstance(hashed, FileNotFoundError):
+                    continue  # vanished: the next scan records the deletion
+                res.problems.append(Problem(real, f"cannot read: {hashed.strerror or hashed}"))
+                continue
+            if hashed is not None:
+                st, digest, stable = hashed.st, hashed.digest, hashed.stable
+                res.hashed_files += 1
+                res.hashed_bytes += st.st_size
+                if not stable:
+                    res.problems.append(Problem(real, "kept changing while being read; will re-read"))
+            elif kind is Kind.SYMLINK:
+                try:
+                    target = os.readlink(real)
+                except OSError as e:
+                    if not isinstance(e, FileNotFoundError):
+                        res.problems.append(Problem(real, f"cannot read link: {e.strerror}"))
+                    continue
+            fresh = Record(
+                path=logical, kind=kind, size_bytes=st.st_size if kind is Kind.FILE else 0,
+                mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, user=self.names.user(st.st_uid),
+                group=self.names.group(st.st_gid), mtime_ns=st.st_mtime_ns, hash=digest, target=target,
+                rdev=st.st_rdev if kind in (Kind.CHR, Kind.BLK) else 0, ctime_ns=st.st_ctime_ns,
+                inode=st.st_ino, recheck=not stable or st.st_mtime_ns >= start_ns - RECENT_NS,
+            )
+            old = olds.get(logical)
+            if old is not None and not old.deleted and fresh.same_content(old) and fresh.same_metadata(old) \
+                    and (fresh.user, fresh.group) == (old.user, old.group):
+                refreshes.append(fresh)
+                res.unchanged += 1
+                continue
+            if old is None or old.deleted:
+                res.new += 1
+            elif old.kind != kind:
+                res.type_changed += 1
+            elif fresh.same_content(old):
+                res.metadata += 1
+            else:
+                res.changed += 1
+            base = old.hash if old is not None and not old.deleted else None
+            vec = bump(old.vector if old is not None else (), self.node, start_ns // 1_000_000_000)
+            changes.append(_with(fresh, vector=vec, base=base))
+            res.changed_paths.append(logical)
+
+    def _deletions(self, index: dict[str, ScanEntry], roots: list[str], incomplete: list[str], full: bool,
+                   start_ns: int, res: ScanResult, changes: list[Record]) -> list[str]:
+        """Records not seen by the walk: tombstones if still managed, forgotten if no longer managed."""
+        gone: list[str] = []
+        forget: list[str] = []
+        for logical, entry in index.items():
+            if entry[8]:
+                continue  # already a tombstone
+            real = self.pmap.to_real_safe(logical)
+            if real is None:
+                if full:
+                    forget.append(logical)
+                continue
+            if not any(is_within(real, r) for r in roots):
+                if full:
+                    forget.append(logical)
+                continue
+            if any(is_within(real, d) for d in incomplete):
+                continue
+            if self.matcher.reach(real) is Verdict.MANAGED:
+                gone.append(logical)
+            else:
+                forget.append(logical)
+        now_s = start_ns // 1_000_000_000
+        for old in self.db.get_records(gone).values():
+            changes.append(_with(old, hash=None, size_bytes=0, base=old.hash, deleted=True, recheck=False,
+                                 vector=bump(old.vector, self.node, now_s), mtime_ns=start_ns))
+            res.deleted += 1
+            res.changed_paths.append(old.path)
+        res.forgotten += len(forget)
+        return forget
+
+
+def _with(rec: Record, **changes: object) -> Record:
+    from dataclasses import replace
+
+    return replace(rec, **changes)  # type: ignore[arg-type]

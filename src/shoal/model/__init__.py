@@ -1,0 +1,1 @@
+"""Pure domain model: path patterns, path names, records and version vectors. No I/O here."""

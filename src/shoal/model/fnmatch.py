@@ -1,0 +1,105 @@
+"""glibc ``fnmatch(3)`` semantics, as csync2 uses them, compiled to regular expressions.
+
+Owns: translating one glob into a ``re`` pattern under the flags csync2 passes: ``FNM_PATHNAME``
+(wildcards do not match ``/``) and ``FNM_LEADING_DIR`` (a match of a leading part of the string that is
+followed by ``/`` counts). ``FNM_PERIOD`` is never set, so ``*`` matches a leading dot. Backslash quotes
+the next character. A ``[`` without its ``]`` is a literal. Python's own ``fnmatch`` differs in all of
+these, hence this module.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_CLASSES = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9", "graph": "\\x21-\\x7e", "lower": "a-z", "print": "\\x20-\\x7e",
+    "punct": "!-/:-@\\[-`{-~", "space": " \\t\\n\\r\\f\\v", "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+}
+
+
+def _bracket(pat: str, i: int, pathname: bool) -> tuple[str, int] | None:
+    """Translate the bracket expression starting at ``pat[i] == '['``; None if it is not closed."""
+    j = i + 1
+    negate = j < len(pat) and pat[j] in "!^"
+    if negate:
+        j += 1
+    parts: list[str] = []
+    first = True
+    while j < len(pat):
+        c = pat[j]
+        if c == "]" and not first:
+            body = "".join(parts) or "(?!)"
+            excl = "/" if pathname else ""
+            if negate:
+                return f"[^{body}{re.escape(excl) if excl else ''}]", j + 1
+            if excl:
+                return f"(?!/)[{body}]", j + 1
+            return f"[{body}]", j + 1
+        first = False
+        if c == "[" and pat.startswith("[:", j):
+            end = pat.find(":]", j + 2)
+            if end >= 0 and pat[j + 2 : end] in _CLASSES:
+                parts.append(_CLASSES[pat[j + 2 : end]])
+                j = end + 2
+                continue
+        if c == "\\" and j + 1 < len(pat):
+            j += 1
+            c = pat[j]
+        if j + 2 < len(pat) and pat[j + 1] == "-" and pat[j + 2] != "]":
+            hi = pat[j + 2]
+            if hi == "\\" and j + 3 < len(pat):
+                hi = pat[j + 3]
+                j += 1
+            if c <= hi:  # glibc: a reversed range matches nothing
+                parts.append(f"{re.escape(c)}-{re.escape(hi)}")
+            j += 3
+            continue
+        parts.append(re.escape(c))
+        j += 1
+    return None
+
+
+def translate(pattern: str, *, pathname: bool, leading_dir: bool) -> str:
+    """The regex source for ``pattern``, anchored at both ends."""
+    star = "[^/]*" if pathname else ".*"
+    one = "[^/]" if pathname else "."
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            while i < n and pattern[i] == "*":
+                i += 1
+            out.append(star)
+            continue
+        if c == "?":
+            out.append(one)
+        elif c == "[":
+            br = _bracket(pattern, i, pathname)
+            if br is not None:
+                out.append(br[0])
+                i = br[1]
+                continue
+            out.append(re.escape(c))
+        elif c == "\\":
+            if i + 1 == n:  # glibc: a trailing backslash makes the pattern match nothing
+                return "(?!)"
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    tail = "(?:/.*)?" if leading_dir else ""
+    return "(?s:" + "".join(out) + tail + r")\Z"
+
+
+@lru_cache(maxsize=4096)
+def compile_glob(pattern: str, *, pathname: bool, leading_dir: bool) -> re.Pattern[str]:
+    return re.compile(translate(pattern, pathname=pathname, leading_dir=leading_dir))
+
+
+def fnmatch(pattern: str, string: str, *, pathname: bool = False, leading_dir: bool = False) -> bool:
+    """True where glibc ``fnmatch(pattern, string, flags) == 0`` for the given flags."""
+    return compile_glob(pattern, pathname=pathname, leading_dir=leading_dir).match(string) is not None

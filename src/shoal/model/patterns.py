@@ -1,0 +1,166 @@
+"""Which paths a group manages: csync2's include/exclude semantics.
+
+Owns: deciding, for a real path, whether it is managed, only walked through, or skipped. Must not: look
+at the disk (symlinked directories are the scanner's business) or know about prefixes (patterns arrive
+already expanded to this node's paths).
+
+The rules (csync2 2.0):
+- A pattern starting with ``/`` is a *pathname* pattern, matched against the whole path with leading-dir
+  semantics (a pattern matching a directory matches everything below it); ``*`` does not cross ``/``,
+  unless the pattern contains ``**`` somewhere, in which case every ``*`` in it does.
+- Any other pattern is a *basename* pattern, matched against the last component (``*`` matches dot files).
+- Within each category the last matching pattern wins; pathname default is excluded, basename default is
+  included; a path is managed when both verdicts say include.
+- ``compare`` patterns are includes that count only in compare mode (``-T``).
+- A directory is walked into when it is managed, or when it matches the part before some ``/`` of a
+  pathname include (it is an ancestor of an include root). Everything else prunes its subtree.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from shoal.model.fnmatch import compile_glob
+
+_GLOB_CHARS = frozenset("*?[\\")
+
+
+class Verdict(enum.IntEnum):
+    SKIP = 0  #: neither managed nor on the way to anything managed: prune
+    WALK = 1  #: not managed itself, but an ancestor of an include root: descend only
+    MANAGED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One include/exclude/compare pattern, with the prefix already replaced by this node's path."""
+
+    kind: str  # "include" | "exclude" | "compare"
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    include: bool
+    compare: bool
+    pathname: bool
+    regex: re.Pattern[str]
+    #: For pathname includes: the pattern cut before each ``/``, longest first (csync2 step-into test).
+    ancestors: tuple[re.Pattern[str], ...]
+
+
+def _compile(rule: Rule) -> _Compiled:
+    pattern = rule.pattern
+    include = rule.kind != "exclude"
+    compare = rule.kind == "compare"
+    if not pattern.startswith("/"):
+        return _Compiled(include, compare, False, compile_glob(pattern, pathname=False, leading_dir=False), ())
+    fnm_pathname = "**" not in pattern
+    regex = compile_glob(pattern, pathname=fnm_pathname, leading_dir=True)
+    ancestors: list[re.Pattern[str]] = []
+    if include:
+        cut = pattern
+        while (slash := cut.rfind("/")) > 0:
+            cut = cut[:slash]
+            ancestors.append(compile_glob(cut, pathname=fnm_pathname, leading_dir=False))
+    return _Compiled(include, compare, True, regex, tuple(ancestors))
+
+
+class GroupMatcher:
+    """The pattern list of one group."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._compiled = tuple(_compile(r) for r in self.rules)
+
+    def matches(self, path: str, *, compare_mode: bool = False) -> bool:
+        """csync2's ``match_pattern_list``: both category verdicts say include."""
+        base = path[path.rfind("/") + 1 :]
+        match_path = False
+        match_base = True
+        for c in self._compiled:
+            if c.compare and not compare_mode:
+                continue
+            if c.pathname:
+                if c.regex.match(path):
+                    match_path = c.include
+            elif c.regex.match(base):
+                match_base = c.include
+        return match_path and match_base
+
+    def step_into(self, path: str, *, compare_mode: bool = False) -> bool:
+        if path == "/":
+            return True
+        for c in self._compiled:
+            if c.compare and not compare_mode:
+                continue
+            for a in c.ancestors:
+                if a.match(path):
+                    return True
+        return False
+
+    def roots(self) -> list[str]:
+        """Directories (or files) under which every path this group can manage lies."""
+        out = []
+        for r in self.rules:
+            if r.kind != "exclude" and r.pattern.startswith("/"):
+                out.append(literal_root(r.pattern))
+        return minimal_roots(out)
+
+
+class Matcher:
+    """All groups of this node: the managed set is the union of theirs."""
+
+    def __init__(self, groups: Sequence[tuple[str, Iterable[Rule]]]) -> None:
+        self.groups = tuple((name, GroupMatcher(rules)) for name, rules in groups)
+
+    def groups_of(self, path: str, *, compare_mode: bool = False) -> list[str]:
+        """Names of the groups whose patterns manage ``path`` (ancestors not considered)."""
+        return [name for name, g in self.groups if g.matches(path, compare_mode=compare_mode)]
+
+    def classify(self, path: str, *, compare_mode: bool = False) -> Verdict:
+        """The verdict for one path, assuming its parent was walked into."""
+        for _, g in self.groups:
+            if g.matches(path, compare_mode=compare_mode):
+                return Verdict.MANAGED
+        for _, g in self.groups:
+            if g.step_into(path, compare_mode=compare_mode):
+                return Verdict.WALK
+        return Verdict.SKIP
+
+    def reach(self, path: str, *, compare_mode: bool = False) -> Verdict:
+        """The verdict for ``path`` as a walk from ``/`` would give it: SKIP if any ancestor prunes it."""
+        cut = path.rfind("/")
+        while cut > 0:
+            if self.classify(path[:cut], compare_mode=compare_mode) is Verdict.SKIP:
+                return Verdict.SKIP
+            cut = path.rfind("/", 0, cut)
+        return self.classify(path, compare_mode=compare_mode)
+
+    def is_managed(self, path: str, *, compare_mode: bool = False) -> bool:
+        """Managed, and reachable: no ancestor prunes it (the scanner could find it)."""
+        return self.reach(path, compare_mode=compare_mode) is Verdict.MANAGED
+
+    def roots(self) -> list[str]:
+        return minimal_roots(r for _, g in self.groups for r in g.roots())
+
+
+def literal_root(pattern: str) -> str:
+    """The longest wildcard-free leading directory of a pathname pattern (the pattern itself if literal)."""
+    first = next((i for i, ch in enumerate(pattern) if ch in _GLOB_CHARS), None)
+    if first is None:
+        return pattern
+    cut = pattern.rfind("/", 0, first)
+    return pattern[:cut] or "/"
+
+
+def minimal_roots(paths: Iterable[str]) -> list[str]:
+    """Sorted, without any path that lies below another one of the list."""
+    out: list[str] = []
+    for p in sorted(set(paths)):
+        if not any(p == r or p.startswith(r.rstrip("/") + "/") for r in out):
+            out.append(p)
+    return out

@@ -1,0 +1,1 @@
+"""Network shells and this node's TLS identity."""

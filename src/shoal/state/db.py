@@ -1,0 +1,316 @@
+"""The state database: schema migrations and the batch verbs everything else uses.
+
+Owns: every line of SQL in shoal, the on-disk encoding of records (paths as bytes, vectors as msgpack of
+local node ids), and schema versioning on ``PRAGMA user_version``. Must not: hand out cursors or leak SQL
+to callers; decide anything about sync.
+
+Concurrency: one writer connection (a ``StateDB`` opened for writing belongs to one thread; the daemon
+gives it a thread of its own), any number of read-only connections (WAL readers never block the writer).
+A database whose schema is newer than this program is refused, never altered.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from importlib import resources
+
+import msgspec
+
+from shoal.errors import StateError
+from shoal.model.records import Kind, Record, Vector
+
+DB_NAME = "state.db"
+_BATCH = 500
+
+#: Fields the scanner compares to decide whether to look closer:
+#: (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck)
+ScanEntry = tuple[int, int, int, int, int, int, int, int, int, int]
+
+_COLUMNS = ("path, kind, size, mode, uid, gid, user, grp, mtime_ns, hash, target, rdev, vector, base, "
+            "deleted, seq, ctime_ns, inode, recheck")
+_Row = tuple[bytes, int, int, int, int, int, str | None, str | None, int, bytes | None, bytes | None, int,
+             bytes, bytes | None, int, int, int, int, int]
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    out = []
+    for entry in resources.files("shoal.state").joinpath("schema").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            out.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+def latest_schema_version() -> int:
+    return _migrations()[-1][0]
+
+
+def _encode_path(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _decode_path(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def ensure_state_dir(path: str) -> None:
+    """Create the state directory 0700, or tighten an existing one that others can read."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as e:
+        raise StateError(f"cannot use state directory {path}: {e.strerror or e}") from None
+
+
+class StateDB:
+    """One connection to a state database. Open with :meth:`open`; close when done."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._node_ids: dict[str, int] = {}
+        self._node_names: dict[int, str] = {}
+        self._load_nodes()
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, *, readonly: bool = False, busy_timeout_s: float = 12.0) -> StateDB:
+        if readonly and not os.path.exists(path):
+            raise StateError(f"no state database at {path} (run 'shoal check' first)")
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                       timeout=busy_timeout_s)
+            else:
+                if not os.path.exists(path):
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+                conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_s)
+        except (OSError, sqlite3.Error) as e:
+            raise StateError(f"cannot open state database {path}: {e}") from None
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            _migrate(conn, path, readonly)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StateError(f"state database {path} is unusable: {e}") from None
+        except StateError:
+            conn.close()
+            raise
+        return cls(conn, path, readonly)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta ----------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | int | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
+    def set_meta(self, key: str, value: str | int) -> None:
+        with self._write():
+            self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def last_seq(self) -> int:
+        value = self.get_meta("last_seq")
+        return int(value) if value is not None else 0
+
+    # -- nodes and vectors ---------------------------------------------------------------------------
+
+    def _load_nodes(self) -> None:
+        for node_id, name in self._conn.execute("SELECT id, name FROM nodes"):
+            self._node_ids[name] = node_id
+            self._node_names[node_id] = name
+
+    def reload_nodes(self) -> None:
+        """Node ids inserted by a rolled-back transaction are gone: rebuild the cache."""
+        self._node_ids.clear()
+        self._node_names.clear()
+        self._load_nodes()
+
+    def _node_id(self, name: str) -> int:
+        node_id = self._node_ids.get(name)
+        if node_id is None:
+            cur = self._conn.execute("INSERT INTO nodes (name) VALUES (?)", (name,))
+            node_id = int(cur.lastrowid or 0)
+            self._node_ids[name] = node_id
+            self._node_names[node_id] = name
+        return node_id
+
+    def _encode_vector(self, v: Vector) -> bytes:
+        flat: list[int] = []
+        for node, counter in v:
+            flat += (self._node_id(node), counter)
+        return msgspec.msgpack.encode(flat)
+
+    def _decode_vector(self, raw: bytes) -> Vector:
+        flat = msgspec.msgpack.decode(raw, type=list[int])
+        names = self._node_names
+        return tuple(sorted((names[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)))
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def _record(self, r: _Row) -> Record:
+        return Record(
+            path=_decode_path(r[0]), kind=Kind(r[1]), size_bytes=r[2], mode=r[3], uid=r[4], gid=r[5],
+            user=r[6] or "", group=r[7] or "", mtime_ns=r[8], hash=r[9],
+            target=None if r[10] is None else _decode_path(r[10]), rdev=r[11],
+            vector=self._decode_vector(r[12]), base=r[13], deleted=bool(r[14]), seq=r[15], ctime_ns=r[16],
+            inode=r[17], recheck=bool(r[18]),
+        )
+
+    def _row(self, rec: Record, seq: int) -> tuple[object, ...]:
+        return (
+            _encode_path(rec.path), int(rec.kind), rec.size_bytes, rec.mode, rec.uid, rec.gid,
+            rec.user or None, rec.group or None, rec.mtime_ns, rec.hash,
+            None if rec.target is None else _encode_path(rec.target), rec.rdev, self._encode_vector(rec.vector),
+            rec.base, int(rec.deleted), seq, rec.ctime_ns, rec.inode, int(rec.recheck),
+        )
+
+    def scan_index(self) -> dict[str, ScanEntry]:
+        """Change-detection fields of every record, by logical path."""
+        rows = self._conn.execute(
+            "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck FROM records"
+        ).fetchall()
+        return {_decode_path(r[0]): r[1:] for r in rows}
+
+    def get_records(self, paths: Iterable[str]) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        keys = [_encode_path(p) for p in paths]
+        for i in range(0, len(keys), _BATCH):
+            chunk = keys[i : i + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE path IN ({marks})", chunk):  # noqa: S608
+                rec = self._record(r)
+                out[rec.path] = rec
+        return out
+
+    def all_records(self, *, include_deleted: bool = True) -> list[Record]:
+        where = "" if include_deleted else " WHERE deleted = 0"
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM records{where} ORDER BY path").fetchall()  # noqa: S608
+        return [self._record(r) for r in rows]
+
+    def records_since(self, seq: int, limit: int = 10_000) -> list[Record]:
+        """Records changed after local sequence ``seq``, oldest change first."""
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)  # noqa: S608
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def count_records(self) -> tuple[int, int]:
+        """(live records, tombstones)."""
+        row = self._conn.execute("SELECT count(*) - total(deleted), total(deleted) FROM records").fetchone()
+        return int(row[0]), int(row[1])
+
+    def apply_scan(self, changes: Sequence[Record], refreshes: Sequence[Record] = (),
+                   forget: Sequence[str] = ()) -> int:
+        """One transaction: ``changes`` get new sequence numbers (peers must hear of them); ``refreshes``
+        only update local change-detection fields; ``forget`` drops records no longer managed.
+        Returns the last sequence number."""
+        with self._write():
+            seq = self.last_seq()
+            rows = []
+            for rec in changes:
+                seq += 1
+                rows.append(self._row(rec, seq))
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({','.join('?' * 19)})", rows  # noqa: S608
+            )
+            self._conn.executemany(
+                "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ? WHERE path = ?",
+                [(r.ctime_ns, r.inode, int(r.recheck), _encode_path(r.path)) for r in refreshes],
+            )
+            self._conn.executemany("DELETE FROM records WHERE path = ?", [(_encode_path(p),) for p in forget])
+            self._conn.execute("INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
+                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (seq,))
+        return seq
+
+    # -- peers ---------------------------------------------------------------------------------------
+
+    def watermarks(self, peer: str) -> tuple[int, int]:
+        """(highest of our sequences ``peer`` acknowledged, highest of its sequences we received)."""
+        node_id = self._node_ids.get(peer)
+        if node_id is None:
+            return 0, 0
+        row = self._conn.execute("SELECT acked_seq, received_seq FROM peers WHERE node_id = ?",
+                                 (node_id,)).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def set_watermarks(self, peer: str, acked_seq: int, received_seq: int) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO peers (node_id, acked_seq, received_seq) VALUES (?, ?, ?) ON CONFLICT (node_id) "
+                "DO UPDATE SET acked_seq = excluded.acked_seq, received_seq = excluded.received_seq",
+                (self._node_id(peer), acked_seq, received_seq),
+            )
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _write(self) -> _WriteTxn:
+        if self.readonly:
+            raise StateError(f"state database {self.path} is open read-only")
+        return _WriteTxn(self._conn, self)
+
+
+class _WriteTxn:
+    def __init__(self, conn: sqlite3.Connection, db: StateDB) -> None:
+        self._conn = conn
+        self._db = db
+
+    def __enter__(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StateError(f"state database {self._db.path} is busy: {e}") from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error as e:
+                self._conn.execute("ROLLBACK")
+                self._db.reload_nodes()
+                raise StateError(f"cannot write state database {self._db.path}: {e}") from None
+        self._conn.execute("ROLLBACK")
+        self._db.reload_nodes()
+
+
+def _migrate(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
+    migrations = _migrations()
+    latest = migrations[-1][0]
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > latest:
+        raise StateError(
+            f"state database {path} has schema version {current}, newer than this shoal understands "
+            f"({latest}); it was written by a newer shoal. Upgrade shoal; the database was not changed."
+        )
+    pending = [m for m in migrations if m[0] > current]
+    if not pending:
+        return
+    if readonly:
+        raise StateError(f"state database {path} needs an upgrade to schema {latest}; run a shoal command "
+                         "that writes (e.g. 'shoal check') first")
+    for version, name, sql in pending:
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StateError(f"cannot apply schema migration {name} to {path}: {e}") from None
