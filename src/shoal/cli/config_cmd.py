@@ -37,8 +37,10 @@ def describe_group(cfg: NodeConfig, g: GroupView) -> list[str]:
     for a in g.actions:
         where = "local only" if a.do_local_only else "local and remote" if a.do_local else "on receipt"
         lines.append(f"  action    {len(a.execs)} command(s), {len(a.patterns) or 'all'} pattern(s), {where}")
-    lines.append(f"  schedule  interval {_duration(g.interval_ms)}, watch {'on' if g.watch else 'off'}, "
-                 f"delay {_duration(g.delay_ms)}")
+    lines.append(
+        f"  schedule  interval {_duration(g.interval_ms)}, watch {'on' if g.watch else 'off'}, "
+        f"delay {_duration(g.delay_ms)}"
+    )
     if g.only_from:
         lines.append(f"  only-from {' '.join(g.only_from)}")
     return lines

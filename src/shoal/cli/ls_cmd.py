@@ -16,10 +16,21 @@ _KIND_CHAR = {Kind.FILE: "-", Kind.DIR: "d", Kind.SYMLINK: "l", Kind.FIFO: "p", 
 
 def record_json(r: Record) -> dict[str, object]:
     return {
-        "path": r.path, "kind": r.kind.name.lower(), "deleted": r.deleted, "size": r.size_bytes,
-        "mode": f"{r.mode:04o}", "uid": r.uid, "gid": r.gid, "user": r.user, "group": r.group,
-        "mtime_ns": r.mtime_ns, "hash": r.hash.hex() if r.hash else None, "target": r.target,
-        "rdev": r.rdev, "vector": dict(r.vector), "seq": r.seq,
+        "path": r.path,
+        "kind": r.kind.name.lower(),
+        "deleted": r.deleted,
+        "size": r.size_bytes,
+        "mode": f"{r.mode:04o}",
+        "uid": r.uid,
+        "gid": r.gid,
+        "user": r.user,
+        "group": r.group,
+        "mtime_ns": r.mtime_ns,
+        "hash": r.hash.hex() if r.hash else None,
+        "target": r.target,
+        "rdev": r.rdev,
+        "vector": dict(r.vector),
+        "seq": r.seq,
     }
 
 

@@ -6,6 +6,5 @@ import sys
 
 
 def main() -> None:
-    print("shoal-csync2: not implemented yet (the csync2 command line is planned; use 'shoal')",
-          file=sys.stderr)
+    print("shoal-csync2: not implemented yet (the csync2 command line is planned; use 'shoal')", file=sys.stderr)
     sys.exit(2)

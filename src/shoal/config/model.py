@@ -36,7 +36,7 @@ NOWHERE = SourcePos("<generated>", 0, 0)
 
 
 def _pos() -> SourcePos:
-    return field(default=NOWHERE, compare=False, repr=False)  # type: ignore[return-value]
+    return field(default=NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,12 +60,36 @@ from shoal.errors import ConfigError
 MAX_INCLUDE_DEPTH = 10
 
 TOP_KEYWORDS = (
-    "group", "prefix", "nossl", "ignore", "database", "tempdir", "lock-timeout", "no-cygwin-lowercase",
-    "config", "port", "config-dir", "tls-dir", "key", "metrics-listen",
+    "group",
+    "prefix",
+    "nossl",
+    "ignore",
+    "database",
+    "tempdir",
+    "lock-timeout",
+    "no-cygwin-lowercase",
+    "config",
+    "port",
+    "config-dir",
+    "tls-dir",
+    "key",
+    "metrics-listen",
 )
 GROUP_KEYWORDS = (
-    "host", "include", "exclude", "compare", "key", "auto", "backup-directory", "backup-generations",
-    "action", "interval", "watch", "delay", "only-from", "fingerprint",
+    "host",
+    "include",
+    "exclude",
+    "compare",
+    "key",
+    "auto",
+    "backup-directory",
+    "backup-generations",
+    "action",
+    "interval",
+    "watch",
+    "delay",
+    "only-from",
+    "fingerprint",
 )
 ACTION_KEYWORDS = ("pattern", "exec", "logfile", "do-local", "do-local-only")
 
@@ -121,11 +145,21 @@ class _GroupDraft:
 
     def freeze(self) -> GroupSpec:
         return GroupSpec(
-            name=self.name, hosts=tuple(self.hosts), key=self.key, rules=tuple(self.rules), auto=self.auto,
-            backup_directory=self.backup_directory, backup_generations=self.backup_generations,
-            actions=tuple(self.actions), interval_ms=self.interval_ms, watch=self.watch,
-            delay_ms=self.delay_ms, only_from=tuple(self.only_from), fingerprints=tuple(self.fingerprints),
-            pos=self.pos, key_pos=self.key_pos or self.pos,
+            name=self.name,
+            hosts=tuple(self.hosts),
+            key=self.key,
+            rules=tuple(self.rules),
+            auto=self.auto,
+            backup_directory=self.backup_directory,
+            backup_generations=self.backup_generations,
+            actions=tuple(self.actions),
+            interval_ms=self.interval_ms,
+            watch=self.watch,
+            delay_ms=self.delay_ms,
+            only_from=tuple(self.only_from),
+            fingerprints=tuple(self.fingerprints),
+            pos=self.pos,
+            key_pos=self.key_pos or self.pos,
         )
 
 
@@ -154,11 +188,20 @@ class _Draft:
 
     def freeze(self) -> ConfigSpec:
         return ConfigSpec(
-            groups=tuple(self.groups), prefixes=tuple(self.prefixes), nossl=tuple(self.nossl),
-            ignore=tuple(self.ignore), lock_timeout_s=self.lock_timeout_s, database=self.database,
-            tempdir=self.tempdir, port=self.port, default_key=self.default_key, tls_dir=self.tls_dir,
-            metrics_listen=self.metrics_listen, no_cygwin_lowercase=self.no_cygwin_lowercase,
-            files=tuple(self.files), default_key_pos=self.default_key_pos or SourcePos("<default>", 0, 0),
+            groups=tuple(self.groups),
+            prefixes=tuple(self.prefixes),
+            nossl=tuple(self.nossl),
+            ignore=tuple(self.ignore),
+            lock_timeout_s=self.lock_timeout_s,
+            database=self.database,
+            tempdir=self.tempdir,
+            port=self.port,
+            default_key=self.default_key,
+            tls_dir=self.tls_dir,
+            metrics_listen=self.metrics_listen,
+            no_cygwin_lowercase=self.no_cygwin_lowercase,
+            files=tuple(self.files),
+            default_key_pos=self.default_key_pos or SourcePos("<default>", 0, 0),
         )
 
 
@@ -194,12 +237,12 @@ class _Parser:
             raise _fail(tok, f"expected {what}, found {tok.describe()}")
         return self.advance()
 
-    def values(self, what: str, keyword: str) -> list[Token]:
+    def values(self, what: str, plural: str, keyword: str) -> list[Token]:
         """One or more values up to the closing ';'."""
         out = [self.value(f"{what} after '{keyword}'")]
         while self.tok.is_value:
             out.append(self.advance())
-        self.end(f"after {what} list of '{keyword}'")
+        self.end(f"after the {plural} of '{keyword}'")
         return out
 
     def end(self, context: str) -> None:
@@ -221,8 +264,9 @@ class _Parser:
         tok = self.value(f"a duration after '{keyword}'")
         m = _DURATION.match(tok.text)
         if not m:
-            raise _fail(tok, f"expected a duration such as 500ms, 30s, 10m, 2h or 1d after '{keyword}', "
-                             f"found {tok.describe()}")
+            raise _fail(
+                tok, f"expected a duration such as 500ms, 30s, 10m, 2h or 1d after '{keyword}', found {tok.describe()}"
+            )
         return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
     # -- top level -----------------------------------------------------------------------------------
@@ -238,8 +282,9 @@ class _Parser:
             raise _fail(kw, f"expected a statement such as 'group', found {kw.describe()}")
         word = kw.text
         if word not in TOP_KEYWORDS:
-            hint = " (this statement belongs inside a group)" if word in GROUP_KEYWORDS else \
-                _suggest(word, TOP_KEYWORDS)
+            hint = (
+                " (this statement belongs inside a group)" if word in GROUP_KEYWORDS else _suggest(word, TOP_KEYWORDS)
+            )
             raise _fail(kw, f"unknown statement '{word}'{hint}")
         self.advance()
         if word == "group":
@@ -256,7 +301,7 @@ class _Parser:
                 t = self.advance()
                 if t.text not in IGNORE_WORDS:
                     raise _fail(t, f"unknown 'ignore' word '{t.text}' (use uid, gid or mod)")
-                ig: IgnoreWord = t.text  # type: ignore[assignment]
+                ig: IgnoreWord = t.text
                 if ig not in d.ignore:
                     d.ignore.append(ig)
             self.end("after 'ignore' words")
@@ -338,11 +383,16 @@ class _Parser:
         while not self.tok.is_word("on"):
             if self.tok.kind is Kind.RBRACE:
                 break
-            raise _fail(self.tok, f"expected 'on' or '}}' in prefix '{name.text}' "
-                                  f"(opened at {opened.line}:{opened.col}), found {self.tok.describe()}")
+            raise _fail(
+                self.tok,
+                f"expected 'on' or '}}' in prefix '{name.text}' "
+                f"(opened at {opened.line}:{opened.col}), found {self.tok.describe()}",
+            )
         while self.tok.is_word("on"):
             on = self.advance()
             pattern = self.value("a host pattern after 'on'")
+            if self.tok.kind is not Kind.COLON and ":" in pattern.text:
+                raise _fail(pattern, f"expected 'on HOST: PATH' with a space after ':', found {pattern.describe()}")
             self.expect(Kind.COLON, "after the host pattern of 'on'")
             path = self.value("an absolute path after 'on HOST:'")
             if not path.text.startswith("/"):
@@ -363,13 +413,16 @@ class _Parser:
         else:
             self.draft.unnamed_groups += 1
             name_tok, name = header, f"group_{self.draft.unnamed_groups}"
-        opened = self.expect(Kind.LBRACE, f"after group name '{name}'" if name_tok is not header
-                             else "or a name after 'group'")
+        opened = self.expect(
+            Kind.LBRACE, f"after group name '{name}'" if name_tok is not header else "or a name after 'group'"
+        )
         g = self.new_group(name, name_tok)
         while self.tok.kind is not Kind.RBRACE:
             if self.tok.kind is Kind.EOF:
-                raise _fail(self.tok, f"expected '}}' to close group '{name}' (opened at "
-                                      f"{opened.line}:{opened.col}), found end of file")
+                raise _fail(
+                    self.tok,
+                    f"expected '}}' to close group '{name}' (opened at {opened.line}:{opened.col}), found end of file",
+                )
             self.group_statement(g)
         self.advance()
         self.finish_group(g)
@@ -396,24 +449,28 @@ class _Parser:
             if kw.kind is Kind.WORD and kw.text in TOP_KEYWORDS and kw.text != "key":
                 raise _fail(kw, f"'{kw.text}' is not allowed inside group '{g.name}' (missing '}}'?)")
             hint = _suggest(kw.text, GROUP_KEYWORDS) if kw.kind is Kind.WORD else ""
-            raise _fail(kw, f"expected a group statement such as 'host' or 'include' in group "
-                            f"'{g.name}', found {kw.describe()}{hint}")
+            raise _fail(
+                kw,
+                f"expected a group statement such as 'host' or 'include' in group "
+                f"'{g.name}', found {kw.describe()}{hint}",
+            )
         word = self.advance().text
         if word == "host":
             self.hosts(g)
         elif word in ("include", "exclude", "compare"):
             kind: RuleKind = word  # type: ignore[assignment]
-            for t in self.values("pattern", word):
+            for t in self.values("a pattern", "patterns", word):
                 g.rules.append(PatternRule(kind, _strip_slashes(t.text), _pos(t)))
         elif word == "action":
             self.action(g)
         elif word == "only-from":
-            for t in self.values("network", "only-from"):
+            for t in self.values("an address or network", "networks", "only-from"):
                 try:
                     net = ipaddress.ip_network(t.text, strict=False)
                 except ValueError:
-                    raise _fail(t, f"expected an address or CIDR network after 'only-from', "
-                                   f"found {t.describe()}") from None
+                    raise _fail(
+                        t, f"expected an address or CIDR network after 'only-from', found {t.describe()}"
+                    ) from None
                 g.only_from.append(str(net))
         elif word == "fingerprint":
             host = self.value("a host name after 'fingerprint'")
@@ -438,7 +495,7 @@ class _Parser:
             if t.text not in AUTO_POLICIES:
                 raise _fail(t, f"unknown auto policy '{t.text}' (use {', '.join(AUTO_POLICIES)})")
             self.end("after auto policy")
-            g.auto = t.text  # type: ignore[assignment]
+            g.auto = t.text
         elif word == "backup-directory":
             g.backup_directory = self.value("a directory after 'backup-directory'").text
             self.end("after backup-directory path")
@@ -447,10 +504,10 @@ class _Parser:
             self.end("after backup-generations count")
         elif word == "interval":
             g.interval_ms = self.duration_ms("interval")
-            self.end("after interval")
+            self.end("after the interval")
         elif word == "delay":
             g.delay_ms = self.duration_ms("delay")
-            self.end("after delay")
+            self.end("after the delay")
         else:  # watch
             t = self.value("'on' or 'off' after 'watch'") if not self.tok.is_word("on") else self.advance()
             if t.text not in ("on", "off"):
@@ -503,9 +560,9 @@ class _Parser:
             if t.kind is Kind.WORD and t.text in ACTION_KEYWORDS:
                 self.advance()
                 if t.text == "pattern":
-                    patterns += [_strip_slashes(v.text) for v in self.values("pattern", "pattern")]
+                    patterns += [_strip_slashes(v.text) for v in self.values("a pattern", "patterns", "pattern")]
                 elif t.text == "exec":
-                    execs += [v.text for v in self.values("command", "exec")]
+                    execs += [v.text for v in self.values("a command", "commands", "exec")]
                 elif t.text == "logfile":
                     self.once(seen, t, "in action")
                     logfile = self.value("a file name after 'logfile'").text
@@ -517,12 +574,16 @@ class _Parser:
                     do_local = do_local_only = True
                     self.end("after 'do-local-only'")
             elif t.kind is Kind.EOF:
-                raise _fail(t, f"expected '}}' to close action (opened at {opened.line}:{opened.col}), "
-                               "found end of file")
+                raise _fail(
+                    t, f"expected '}}' to close action (opened at {opened.line}:{opened.col}), found end of file"
+                )
             else:
                 hint = _suggest(t.text, ACTION_KEYWORDS) if t.kind is Kind.WORD else ""
-                raise _fail(t, f"expected an action statement (pattern, exec, logfile, do-local, "
-                               f"do-local-only), found {t.describe()}{hint}")
+                raise _fail(
+                    t,
+                    f"expected an action statement (pattern, exec, logfile, do-local, "
+                    f"do-local-only), found {t.describe()}{hint}",
+                )
         self.advance()
         g.actions.append(ActionSpec(tuple(patterns), tuple(execs), logfile, do_local, do_local_only, _pos(kw)))
 
@@ -592,4 +653,3 @@ def load(path: str, reader: SourceReader) -> ConfigSpec:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
     return parse_text(text, path, reader)
-

@@ -119,8 +119,9 @@ def prefix_paths(prefixes: tuple[PrefixSpec, ...], node: str) -> dict[str, str]:
     return out
 
 
-def _expand(pattern: str, pos: SourcePos, prefixes: dict[str, str], defined: set[str], node: str,
-            errors: list[str]) -> str:
+def _expand(
+    pattern: str, pos: SourcePos, prefixes: dict[str, str], defined: set[str], node: str, errors: list[str]
+) -> str:
     if not pattern.startswith("%"):
         return pattern
     end = pattern.find("%", 1)
@@ -145,18 +146,29 @@ def _check_key(path: str, pos: SourcePos, probe: KeyProbe, errors: list[str]) ->
         errors.append(f"{pos}: cannot read key file {path}: {facts.error}")
         return
     if facts.mode & 0o077:
-        errors.append(f"{pos}: key file {path} is readable by group or others (mode {facts.mode & 0o777:04o}); "
-                      f"run: chmod 600 {path}")
+        errors.append(
+            f"{pos}: key file {path} is readable by group or others (mode {facts.mode & 0o777:04o}); "
+            f"run: chmod 600 {path}"
+        )
     bad = next((c for c in facts.first_line if c not in _KEY_CHARS), None)
     if bad is not None:
         errors.append(f"{pos}: key file {path} holds a character not allowed in keys: {bad!r}")
     elif len(facts.first_line) < MIN_KEY_CHARS:
-        errors.append(f"{pos}: key in file {path} is too short ({len(facts.first_line)} characters, "
-                      f"at least {MIN_KEY_CHARS}; make one with 'shoal keygen FILE')")
+        errors.append(
+            f"{pos}: key in file {path} is too short ({len(facts.first_line)} characters, "
+            f"at least {MIN_KEY_CHARS}; make one with 'shoal keygen FILE')"
+        )
 
 
-def _group_view(g: GroupSpec, cfg: ConfigSpec, node: str, prefixes: dict[str, str], defined: set[str],
-                probe: KeyProbe, errors: list[str]) -> GroupView | None:
+def _group_view(
+    g: GroupSpec,
+    cfg: ConfigSpec,
+    node: str,
+    prefixes: dict[str, str],
+    defined: set[str],
+    probe: KeyProbe,
+    errors: list[str],
+) -> GroupView | None:
     me = [h for h in g.hosts if h.name == node]
     if not me:
         return None
@@ -169,23 +181,32 @@ def _group_view(g: GroupSpec, cfg: ConfigSpec, node: str, prefixes: dict[str, st
     default_port = cfg.port or DEFAULT_PORT
     peers = tuple(
         Peer(h.name, h.address or h.name, h.port or default_port, h.slave, i < my_index)
-        for i, h in enumerate(g.hosts) if h.name != node
+        for i, h in enumerate(g.hosts)
+        if h.name != node
     )
     if g.key is not None:
         key, key_pos = g.key, g.key_pos
     elif cfg.default_key is not None:
         key, key_pos = cfg.default_key, cfg.default_key_pos
     else:
-        errors.append(f"{g.pos}: group '{g.name}' has no key (add 'key FILE;' to the group, "
-                      f"or a default 'key FILE;' at top level)")
+        errors.append(
+            f"{g.pos}: group '{g.name}' has no key (add 'key FILE;' to the group, "
+            f"or a default 'key FILE;' at top level)"
+        )
         key, key_pos = "", g.pos
     key_path = key if key.startswith("/") or not key else posixpath.join(posixpath.dirname(key_pos.file), key)
     if key_path:
         _check_key(key_path, key_pos, probe, errors)
     rules = tuple(Rule(r.kind, _expand(r.pattern, r.pos, prefixes, defined, node, errors)) for r in g.rules)
     actions = tuple(
-        ActionSpec(tuple(_expand(p, a.pos, prefixes, defined, node, errors) for p in a.patterns),
-                   a.execs, a.logfile, a.do_local, a.do_local_only, a.pos)
+        ActionSpec(
+            tuple(_expand(p, a.pos, prefixes, defined, node, errors) for p in a.patterns),
+            a.execs,
+            a.logfile,
+            a.do_local,
+            a.do_local_only,
+            a.pos,
+        )
         for a in g.actions
     )
     hosts = {h.name for h in g.hosts}
@@ -197,12 +218,21 @@ def _group_view(g: GroupSpec, cfg: ConfigSpec, node: str, prefixes: dict[str, st
         backup_dir = _expand(backup_dir, g.pos, prefixes, defined, node, errors)
     matcher = Matcher([(g.name, rules)])
     return GroupView(
-        name=g.name, slave=me[0].slave, peers=peers, key_path=key_path, rules=rules,
-        auto=g.auto or "none", backup_directory=backup_dir,
+        name=g.name,
+        slave=me[0].slave,
+        peers=peers,
+        key_path=key_path,
+        rules=rules,
+        auto=g.auto or "none",
+        backup_directory=backup_dir,
         backup_generations=DEFAULT_BACKUP_GENERATIONS if g.backup_generations is None else g.backup_generations,
-        actions=actions, interval_ms=g.interval_ms, watch=True if g.watch is None else g.watch,
-        delay_ms=g.delay_ms, only_from=g.only_from,
-        fingerprints=tuple((fp.host, fp.sha256_hex) for fp in g.fingerprints), roots=tuple(matcher.roots()),
+        actions=actions,
+        interval_ms=g.interval_ms,
+        watch=True if g.watch is None else g.watch,
+        delay_ms=g.delay_ms,
+        only_from=g.only_from,
+        fingerprints=tuple((fp.host, fp.sha256_hex) for fp in g.fingerprints),
+        roots=tuple(matcher.roots()),
     )
 
 
@@ -220,13 +250,22 @@ def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe) -> NodeConfig:
     if not groups:
         known = sorted({h.name for g in cfg.groups for h in g.hosts})
         hint = f" Hosts in the config: {', '.join(known)}." if known else " The config has no hosts."
-        errors.insert(0, f"This host ({node}) is not a member of any configured group.{hint} "
-                         "Set this node's name with -N NAME.")
+        errors.insert(
+            0, f"This host ({node}) is not a member of any configured group.{hint} Set this node's name with -N NAME."
+        )
     if errors:
         raise ConfigError("\n".join(errors))
     return NodeConfig(
-        node=node, groups=tuple(groups), prefixes=tuple(sorted(prefixes.items())), nossl=cfg.nossl,
-        ignore=cfg.ignore, lock_timeout_s=DEFAULT_LOCK_TIMEOUT_S if cfg.lock_timeout_s is None
-        else cfg.lock_timeout_s, database=cfg.database, tempdir=cfg.tempdir, port=cfg.port or DEFAULT_PORT,
-        tls_dir=cfg.tls_dir, metrics_listen=cfg.metrics_listen, files=cfg.files,
+        node=node,
+        groups=tuple(groups),
+        prefixes=tuple(sorted(prefixes.items())),
+        nossl=cfg.nossl,
+        ignore=cfg.ignore,
+        lock_timeout_s=DEFAULT_LOCK_TIMEOUT_S if cfg.lock_timeout_s is None else cfg.lock_timeout_s,
+        database=cfg.database,
+        tempdir=cfg.tempdir,
+        port=cfg.port or DEFAULT_PORT,
+        tls_dir=cfg.tls_dir,
+        metrics_listen=cfg.metrics_listen,
+        files=cfg.files,
     )

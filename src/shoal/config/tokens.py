@@ -43,9 +43,32 @@ WORD_BREAKS = frozenset(' \t\r\n\f\v{}();@"#')
 
 #: Words csync2 reserves everywhere: unquoted, they are never a value.
 CSYNC2_KEYWORDS = frozenset(
-    "nossl ignore database group host exclude include compare key auto action pattern exec logfile "
-    "do-local do-local-only prefix on lock-timeout tempdir backup-directory backup-generations "
-    "no-cygwin-lowercase config".split()
+    (
+        "nossl",
+        "ignore",
+        "database",
+        "group",
+        "host",
+        "exclude",
+        "include",
+        "compare",
+        "key",
+        "auto",
+        "action",
+        "pattern",
+        "exec",
+        "logfile",
+        "do-local",
+        "do-local-only",
+        "prefix",
+        "on",
+        "lock-timeout",
+        "tempdir",
+        "backup-directory",
+        "backup-generations",
+        "no-cygwin-lowercase",
+        "config",
+    )
 )
 
 

@@ -47,8 +47,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False, base_port: int = 31
     try:
         cfg_path = os.path.join(root, "shoal.cfg")
         with open(cfg_path, "w", encoding="utf-8") as f:
-            f.write(CONFIG_TEMPLATE.format(root=root, port_a=base_port, port_b=base_port + 1,
-                                           port_c=base_port + 2))
+            f.write(CONFIG_TEMPLATE.format(root=root, port_a=base_port, port_b=base_port + 1, port_c=base_port + 2))
         write_key_file(os.path.join(root, "demo.key"))
         say(f"cluster laid out in {root}")
         for node in NODES:
@@ -67,8 +66,12 @@ def run_demo(say: Callable[[str], None], keep: bool = False, base_port: int = 31
         data = os.path.join(root, "alpha", "data")
         os.makedirs(os.path.join(data, "site", "css"))
         os.makedirs(os.path.join(data, "cache"))
-        files = {"site/index.html": "<h1>hello from alpha</h1>\n", "site/css/main.css": "h1 { color: teal }\n",
-                 "site/index.html.swp": "editor junk\n", "cache/tmp.bin": "not synchronized\n"}
+        files = {
+            "site/index.html": "<h1>hello from alpha</h1>\n",
+            "site/css/main.css": "h1 { color: teal }\n",
+            "site/index.html.swp": "editor junk\n",
+            "cache/tmp.bin": "not synchronized\n",
+        }
         for rel, text in files.items():
             with open(os.path.join(data, rel), "w", encoding="utf-8") as f:
                 f.write(text)
@@ -77,16 +80,20 @@ def run_demo(say: Callable[[str], None], keep: bool = False, base_port: int = 31
         with StateDB.open(os.path.join(root, "alpha", "state", DB_NAME)) as db:
             first = Scanner(db, cfg).scan()
             say("")
-            say(f"alpha scanned its tree: {first.new} new records ({first.hashed_files} files hashed); "
-                "*.swp and cache/ are excluded")
+            say(
+                f"alpha scanned its tree: {first.new} new records ({first.hashed_files} files hashed); "
+                "*.swp and cache/ are excluded"
+            )
             for path in sorted(first.changed_paths):
                 say(f"  + {path}")
             with open(os.path.join(data, "site", "index.html"), "a", encoding="utf-8") as f:
                 f.write("<p>edited</p>\n")
             os.remove(os.path.join(data, "site", "css", "main.css"))
             second = Scanner(db, cfg).scan()
-            say(f"after an edit and a delete: {second.changed} changed, {second.deleted} deleted, "
-                f"{second.unchanged} unchanged")
+            say(
+                f"after an edit and a delete: {second.changed} changed, {second.deleted} deleted, "
+                f"{second.unchanged} unchanged"
+            )
             for rec in db.all_records():
                 vec = ", ".join(f"{n}={c}" for n, c in rec.vector)
                 say(f"  {'deleted ' if rec.deleted else ''}{rec.path}  [{vec}]")

@@ -20,7 +20,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shoal.config.resolve import NodeConfig
 from shoal.fs.hashing import Hashed, hash_file
@@ -33,8 +33,12 @@ RECENT_NS = 2_000_000_000
 FLUSH_EVERY = 10_000
 
 _KINDS = {
-    stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK,
-    stat.S_IFIFO: Kind.FIFO, stat.S_IFCHR: Kind.CHR, stat.S_IFBLK: Kind.BLK,
+    stat.S_IFREG: Kind.FILE,
+    stat.S_IFDIR: Kind.DIR,
+    stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO,
+    stat.S_IFCHR: Kind.CHR,
+    stat.S_IFBLK: Kind.BLK,
 }
 
 
@@ -94,16 +98,26 @@ class _Names:
 
 def _unchanged(old: ScanEntry, kind: Kind, st: os.stat_result) -> bool:
     # old = (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck)
-    return (old[8] == 0 and old[9] == 0 and old[0] == kind and old[1] == (st.st_size if kind is Kind.FILE else 0)
-            and old[2] == st.st_mtime_ns and old[3] == st.st_ctime_ns and old[4] == st.st_ino
-            and old[5] == stat.S_IMODE(st.st_mode) and old[6] == st.st_uid and old[7] == st.st_gid)
+    return (
+        old[8] == 0
+        and old[9] == 0
+        and old[0] == kind
+        and old[1] == (st.st_size if kind is Kind.FILE else 0)
+        and old[2] == st.st_mtime_ns
+        and old[3] == st.st_ctime_ns
+        and old[4] == st.st_ino
+        and old[5] == stat.S_IMODE(st.st_mode)
+        and old[6] == st.st_uid
+        and old[7] == st.st_gid
+    )
 
 
 class Scanner:
     """Scans this node's managed trees into its state database."""
 
-    def __init__(self, db: StateDB, cfg: NodeConfig, *, clock_ns: Callable[[], int] = time.time_ns,
-                 hash_workers: int = 4) -> None:
+    def __init__(
+        self, db: StateDB, cfg: NodeConfig, *, clock_ns: Callable[[], int] = time.time_ns, hash_workers: int = 4
+    ) -> None:
         self.db = db
         self.cfg = cfg
         self.node = cfg.node
@@ -209,10 +223,14 @@ class Scanner:
         refreshes: list[Record] = []
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="shoal-hash") as pool:
             for root in roots:
-                if full and not os.path.lexists(root) and any(is_within(self.pmap.to_real_safe(p) or "", root)
-                                                              for p in index if index[p][8] == 0):
-                    res.problems.append(Problem(root, "managed root is missing; its records are kept "
-                                                      "(not treated as deleted)"))
+                if (
+                    full
+                    and not os.path.lexists(root)
+                    and any(is_within(self.pmap.to_real_safe(p) or "", root) for p in index if index[p][8] == 0)
+                ):
+                    res.problems.append(
+                        Problem(root, "managed root is missing; its records are kept (not treated as deleted)")
+                    )
                     incomplete.append(root)
                     continue
                 for real, st in self._walk(root, res, incomplete):
@@ -241,8 +259,15 @@ class Scanner:
         changes.clear()
         refreshes.clear()
 
-    def _settle(self, pending: list[tuple[str, str, os.stat_result, Kind]], pool: ThreadPoolExecutor,
-                start_ns: int, res: ScanResult, changes: list[Record], refreshes: list[Record]) -> None:
+    def _settle(
+        self,
+        pending: list[tuple[str, str, os.stat_result, Kind]],
+        pool: ThreadPoolExecutor,
+        start_ns: int,
+        res: ScanResult,
+        changes: list[Record],
+        refreshes: list[Record],
+    ) -> None:
         """Read content where needed and turn candidates into changes or refreshes."""
         if not pending:
             return
@@ -280,15 +305,30 @@ class Scanner:
                         res.problems.append(Problem(real, f"cannot read link: {e.strerror}"))
                     continue
             fresh = Record(
-                path=logical, kind=kind, size_bytes=st.st_size if kind is Kind.FILE else 0,
-                mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, user=self.names.user(st.st_uid),
-                group=self.names.group(st.st_gid), mtime_ns=st.st_mtime_ns, hash=digest, target=target,
-                rdev=st.st_rdev if kind in (Kind.CHR, Kind.BLK) else 0, ctime_ns=st.st_ctime_ns,
-                inode=st.st_ino, recheck=not stable or st.st_mtime_ns >= start_ns - RECENT_NS,
+                path=logical,
+                kind=kind,
+                size_bytes=st.st_size if kind is Kind.FILE else 0,
+                mode=stat.S_IMODE(st.st_mode),
+                uid=st.st_uid,
+                gid=st.st_gid,
+                user=self.names.user(st.st_uid),
+                group=self.names.group(st.st_gid),
+                mtime_ns=st.st_mtime_ns,
+                hash=digest,
+                target=target,
+                rdev=st.st_rdev if kind in (Kind.CHR, Kind.BLK) else 0,
+                ctime_ns=st.st_ctime_ns,
+                inode=st.st_ino,
+                recheck=not stable or st.st_mtime_ns >= start_ns - RECENT_NS,
             )
             old = olds.get(logical)
-            if old is not None and not old.deleted and fresh.same_content(old) and fresh.same_metadata(old) \
-                    and (fresh.user, fresh.group) == (old.user, old.group):
+            if (
+                old is not None
+                and not old.deleted
+                and fresh.same_content(old)
+                and fresh.same_metadata(old)
+                and (fresh.user, fresh.group) == (old.user, old.group)
+            ):
                 refreshes.append(fresh)
                 res.unchanged += 1
                 continue
@@ -302,11 +342,19 @@ class Scanner:
                 res.changed += 1
             base = old.hash if old is not None and not old.deleted else None
             vec = bump(old.vector if old is not None else (), self.node, start_ns // 1_000_000_000)
-            changes.append(_with(fresh, vector=vec, base=base))
+            changes.append(replace(fresh, vector=vec, base=base))
             res.changed_paths.append(logical)
 
-    def _deletions(self, index: dict[str, ScanEntry], roots: list[str], incomplete: list[str], full: bool,
-                   start_ns: int, res: ScanResult, changes: list[Record]) -> list[str]:
+    def _deletions(
+        self,
+        index: dict[str, ScanEntry],
+        roots: list[str],
+        incomplete: list[str],
+        full: bool,
+        start_ns: int,
+        res: ScanResult,
+        changes: list[Record],
+    ) -> list[str]:
         """Records not seen by the walk: tombstones if still managed, forgotten if no longer managed."""
         gone: list[str] = []
         forget: list[str] = []
@@ -330,15 +378,19 @@ class Scanner:
                 forget.append(logical)
         now_s = start_ns // 1_000_000_000
         for old in self.db.get_records(gone).values():
-            changes.append(_with(old, hash=None, size_bytes=0, base=old.hash, deleted=True, recheck=False,
-                                 vector=bump(old.vector, self.node, now_s), mtime_ns=start_ns))
+            changes.append(
+                replace(
+                    old,
+                    hash=None,
+                    size_bytes=0,
+                    base=old.hash,
+                    deleted=True,
+                    recheck=False,
+                    vector=bump(old.vector, self.node, now_s),
+                    mtime_ns=start_ns,
+                )
+            )
             res.deleted += 1
             res.changed_paths.append(old.path)
         res.forgotten += len(forget)
         return forget
-
-
-def _with(rec: Record, **changes: object) -> Record:
-    from dataclasses import replace
-
-    return replace(rec, **changes)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def check_path(path: str) -> str:
 
 
 def is_within(path: str, root: str) -> bool:
-    return root == "/" or path == root or path.startswith(root + "/")
+    return root in ("/", path) or path.startswith(root + "/")
 
 
 def check_within(path: str, roots: Iterable[str]) -> str:

@@ -90,9 +90,18 @@ class Record:
 
     def same_content(self, other: Record) -> bool:
         """Same kind and payload (content, link target or device), metadata aside."""
-        return (self.kind == other.kind and self.deleted == other.deleted and self.hash == other.hash
-                and self.target == other.target and self.rdev == other.rdev)
+        return (
+            self.kind == other.kind
+            and self.deleted == other.deleted
+            and self.hash == other.hash
+            and self.target == other.target
+            and self.rdev == other.rdev
+        )
 
     def same_metadata(self, other: Record) -> bool:
-        return (self.mode == other.mode and self.uid == other.uid and self.gid == other.gid
-                and self.mtime_ns == other.mtime_ns)
+        return (
+            self.mode == other.mode
+            and self.uid == other.uid
+            and self.gid == other.gid
+            and self.mtime_ns == other.mtime_ns
+        )

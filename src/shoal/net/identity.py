@@ -69,8 +69,9 @@ def create_identity(directory: str, node: str) -> Identity:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(node)]), critical=False)
         .sign(key, None)
     )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     try:
         _write_new(key_path, key_pem, 0o600)
         _write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)

@@ -28,10 +28,31 @@ _BATCH = 500
 #: (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck)
 ScanEntry = tuple[int, int, int, int, int, int, int, int, int, int]
 
-_COLUMNS = ("path, kind, size, mode, uid, gid, user, grp, mtime_ns, hash, target, rdev, vector, base, "
-            "deleted, seq, ctime_ns, inode, recheck")
-_Row = tuple[bytes, int, int, int, int, int, str | None, str | None, int, bytes | None, bytes | None, int,
-             bytes, bytes | None, int, int, int, int, int]
+_COLUMNS = (
+    "path, kind, size, mode, uid, gid, user, grp, mtime_ns, hash, target, rdev, vector, base, "
+    "deleted, seq, ctime_ns, inode, recheck"
+)
+_Row = tuple[
+    bytes,
+    int,
+    int,
+    int,
+    int,
+    int,
+    str | None,
+    str | None,
+    int,
+    bytes | None,
+    bytes | None,
+    int,
+    bytes,
+    bytes | None,
+    int,
+    int,
+    int,
+    int,
+    int,
+]
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -85,8 +106,7 @@ class StateDB:
             raise StateError(f"no state database at {path} (run 'shoal check' first)")
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                       timeout=busy_timeout_s)
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=busy_timeout_s)
             else:
                 if not os.path.exists(path):
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
@@ -120,12 +140,14 @@ class StateDB:
 
     def get_meta(self, key: str) -> str | int | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]  # type: ignore[no-any-return]
+        return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str | int) -> None:
         with self._write():
-            self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def last_seq(self) -> int:
         value = self.get_meta("last_seq")
@@ -168,19 +190,48 @@ class StateDB:
 
     def _record(self, r: _Row) -> Record:
         return Record(
-            path=_decode_path(r[0]), kind=Kind(r[1]), size_bytes=r[2], mode=r[3], uid=r[4], gid=r[5],
-            user=r[6] or "", group=r[7] or "", mtime_ns=r[8], hash=r[9],
-            target=None if r[10] is None else _decode_path(r[10]), rdev=r[11],
-            vector=self._decode_vector(r[12]), base=r[13], deleted=bool(r[14]), seq=r[15], ctime_ns=r[16],
-            inode=r[17], recheck=bool(r[18]),
+            path=_decode_path(r[0]),
+            kind=Kind(r[1]),
+            size_bytes=r[2],
+            mode=r[3],
+            uid=r[4],
+            gid=r[5],
+            user=r[6] or "",
+            group=r[7] or "",
+            mtime_ns=r[8],
+            hash=r[9],
+            target=None if r[10] is None else _decode_path(r[10]),
+            rdev=r[11],
+            vector=self._decode_vector(r[12]),
+            base=r[13],
+            deleted=bool(r[14]),
+            seq=r[15],
+            ctime_ns=r[16],
+            inode=r[17],
+            recheck=bool(r[18]),
         )
 
     def _row(self, rec: Record, seq: int) -> tuple[object, ...]:
         return (
-            _encode_path(rec.path), int(rec.kind), rec.size_bytes, rec.mode, rec.uid, rec.gid,
-            rec.user or None, rec.group or None, rec.mtime_ns, rec.hash,
-            None if rec.target is None else _encode_path(rec.target), rec.rdev, self._encode_vector(rec.vector),
-            rec.base, int(rec.deleted), seq, rec.ctime_ns, rec.inode, int(rec.recheck),
+            _encode_path(rec.path),
+            int(rec.kind),
+            rec.size_bytes,
+            rec.mode,
+            rec.uid,
+            rec.gid,
+            rec.user or None,
+            rec.group or None,
+            rec.mtime_ns,
+            rec.hash,
+            None if rec.target is None else _encode_path(rec.target),
+            rec.rdev,
+            self._encode_vector(rec.vector),
+            rec.base,
+            int(rec.deleted),
+            seq,
+            rec.ctime_ns,
+            rec.inode,
+            int(rec.recheck),
         )
 
     def scan_index(self) -> dict[str, ScanEntry]:
@@ -209,7 +260,8 @@ class StateDB:
     def records_since(self, seq: int, limit: int = 10_000) -> list[Record]:
         """Records changed after local sequence ``seq``, oldest change first."""
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)  # noqa: S608
+            f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),  # noqa: S608
         ).fetchall()
         return [self._record(r) for r in rows]
 
@@ -218,8 +270,9 @@ class StateDB:
         row = self._conn.execute("SELECT count(*) - total(deleted), total(deleted) FROM records").fetchone()
         return int(row[0]), int(row[1])
 
-    def apply_scan(self, changes: Sequence[Record], refreshes: Sequence[Record] = (),
-                   forget: Sequence[str] = ()) -> int:
+    def apply_scan(
+        self, changes: Sequence[Record], refreshes: Sequence[Record] = (), forget: Sequence[str] = ()
+    ) -> int:
         """One transaction: ``changes`` get new sequence numbers (peers must hear of them); ``refreshes``
         only update local change-detection fields; ``forget`` drops records no longer managed.
         Returns the last sequence number."""
@@ -230,15 +283,19 @@ class StateDB:
                 seq += 1
                 rows.append(self._row(rec, seq))
             self._conn.executemany(
-                f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({','.join('?' * 19)})", rows  # noqa: S608
+                f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({','.join('?' * 19)})",
+                rows,  # noqa: S608
             )
             self._conn.executemany(
                 "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ? WHERE path = ?",
                 [(r.ctime_ns, r.inode, int(r.recheck), _encode_path(r.path)) for r in refreshes],
             )
             self._conn.executemany("DELETE FROM records WHERE path = ?", [(_encode_path(p),) for p in forget])
-            self._conn.execute("INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
-                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (seq,))
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_seq', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (seq,),
+            )
         return seq
 
     # -- peers ---------------------------------------------------------------------------------------
@@ -248,8 +305,7 @@ class StateDB:
         node_id = self._node_ids.get(peer)
         if node_id is None:
             return 0, 0
-        row = self._conn.execute("SELECT acked_seq, received_seq FROM peers WHERE node_id = ?",
-                                 (node_id,)).fetchone()
+        row = self._conn.execute("SELECT acked_seq, received_seq FROM peers WHERE node_id = ?", (node_id,)).fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def set_watermarks(self, peer: str, acked_seq: int, received_seq: int) -> None:
@@ -305,8 +361,10 @@ def _migrate(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
     if not pending:
         return
     if readonly:
-        raise StateError(f"state database {path} needs an upgrade to schema {latest}; run a shoal command "
-                         "that writes (e.g. 'shoal check') first")
+        raise StateError(
+            f"state database {path} needs an upgrade to schema {latest}; run a shoal command "
+            "that writes (e.g. 'shoal check') first"
+        )
     for version, name, sql in pending:
         try:
             conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
