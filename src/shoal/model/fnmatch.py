@@ -82,6 +82,10 @@ def translate(pattern: str, *, pathname: bool, leading_dir: bool) -> str:
             while i < n and pattern[i] == "*":
                 i += 1
             out.append(star)
+            if pathname and i < n and pattern[i] != "/":
+                # glibc tries the rest of the pattern only at positions before the string's next '/',
+                # unless a plain '/' follows the star (so '*\/' or '*[/]' can never match).
+                out.append("(?!/)")
             continue
         if c == "?":
             out.append(one)
