@@ -116,7 +116,13 @@ class Scanner:
     """Scans this node's managed trees into its state database."""
 
     def __init__(
-        self, db: StateDB, cfg: NodeConfig, *, clock_ns: Callable[[], int] = time.time_ns, hash_workers: int = 4
+        self,
+        db: StateDB,
+        cfg: NodeConfig,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        hash_workers: int = 4,
+        hasher: Callable[[str], Hashed] = hash_file,
     ) -> None:
         self.db = db
         self.cfg = cfg
@@ -125,6 +131,7 @@ class Scanner:
         self.pmap = PathMap(dict(cfg.prefixes))
         self.clock_ns = clock_ns
         self.hash_workers = hash_workers
+        self.hasher = hasher
         self.names = _Names()
 
     # -- walking -------------------------------------------------------------------------------------
@@ -277,7 +284,7 @@ class Scanner:
             if item[3] is not Kind.FILE:
                 return None
             try:
-                return hash_file(item[0])
+                return self.hasher(item[0])
             except OSError as e:
                 return e
 

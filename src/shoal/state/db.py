@@ -184,6 +184,9 @@ class StateDB:
     def _decode_vector(self, raw: bytes) -> Vector:
         flat = msgspec.msgpack.decode(raw, type=list[int])
         names = self._node_names
+        if any(flat[i] not in names for i in range(0, len(flat), 2)):
+            self.reload_nodes()  # another connection added a node since we loaded the table
+            names = self._node_names
         return tuple(sorted((names[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)))
 
     # -- records -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ CREATE TABLE nodes (
 -- One record per logical path. 'path' is the name as bytes (Linux file names need not be UTF-8).
 CREATE TABLE records (
     path     BLOB PRIMARY KEY,
-    kind     INTEGER NOT NULL,          -- 0 file, 1 dir, 2 symlink, 3 fifo, 4 chr, 5 blk
+    kind     INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 5), -- 0 file, 1 dir, 2 symlink, 3 fifo, 4 chr, 5 blk
     size     INTEGER NOT NULL,          -- bytes (files)
     mode     INTEGER NOT NULL,          -- permission bits (S_IMODE)
     uid      INTEGER NOT NULL,
@@ -33,7 +33,7 @@ CREATE TABLE records (
     rdev     INTEGER NOT NULL,          -- device number (chr/blk)
     vector   BLOB NOT NULL,             -- version vector: msgpack [node_id, counter, ...]
     base     BLOB,                      -- content hash this version was derived from
-    deleted  INTEGER NOT NULL,          -- 1 = tombstone
+    deleted  INTEGER NOT NULL CHECK (deleted IN (0, 1)), -- 1 = tombstone
     seq      INTEGER NOT NULL,          -- local sequence number of the last change
     ctime_ns INTEGER NOT NULL,          -- local change detection only
     inode    INTEGER NOT NULL,          -- local change detection only

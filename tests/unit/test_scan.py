@@ -1,0 +1,219 @@
+"""The scanner on real trees in a temporary directory, with a real state database."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.config.parser import parse_text
+from shoal.config.resolve import KeyFacts, NodeConfig, resolve
+from shoal.fs.hashing import Hashed, hash_file
+from shoal.fs.scan import RECENT_NS, Scanner
+from shoal.model.records import Kind, Order, compare
+from shoal.state.db import StateDB
+
+
+def probe(path: str) -> KeyFacts:
+    return KeyFacts(path, None, 0o600, "k" * 64)
+
+
+def node_cfg(root: Path, extra: str = "") -> NodeConfig:
+    text = f"""group g {{ host n1 n2; key k; include %data%; exclude *.swp %data%/cache; {extra} }}
+               prefix data {{ on n1: {root}; }}"""
+    return resolve(parse_text(text, "/etc/shoal.cfg"), "n1", probe)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "cache").mkdir()
+    (root / "a.txt").write_text("alpha")
+    (root / "sub" / "b.txt").write_text("bravo")
+    (root / "sub" / "deep" / "c.bin").write_bytes(os.urandom(3000))
+    (root / "x.swp").write_text("junk")
+    (root / "cache" / "tmp").write_text("junk")
+    os.symlink("a.txt", root / "link")
+    os.mkfifo(root / "pipe")
+    return root
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[StateDB]:
+    with StateDB.open(str(tmp_path / "state.db")) as d:
+        yield d
+
+
+def paths(db: StateDB, deleted: bool = False) -> set[str]:
+    return {r.path for r in db.all_records() if r.deleted == deleted}
+
+
+def test_first_scan_records_every_managed_kind(tree: Path, db: StateDB) -> None:
+    res = Scanner(db, node_cfg(tree)).scan()
+    assert paths(db) == {"%data%", "%data%/a.txt", "%data%/sub", "%data%/sub/b.txt", "%data%/sub/deep",
+                         "%data%/sub/deep/c.bin", "%data%/link", "%data%/pipe"}
+    assert (res.new, res.hashed_files, res.problems) == (8, 3, [])
+    recs = {r.path: r for r in db.all_records()}
+    assert recs["%data%/link"].kind is Kind.SYMLINK and recs["%data%/link"].target == "a.txt"
+    assert recs["%data%/pipe"].kind is Kind.FIFO
+    assert recs["%data%/a.txt"].hash == hash_file(str(tree / "a.txt")).digest
+    assert recs["%data%/a.txt"].mtime_ns == os.lstat(tree / "a.txt").st_mtime_ns
+    assert all(r.vector and r.vector[0][0] == "n1" for r in recs.values())
+
+
+def test_noop_scan_reads_nothing_and_takes_no_sequence(tree: Path, db: StateDB) -> None:
+    later = time.time_ns() + 10 * RECENT_NS  # files are old by then: no recheck marks
+    Scanner(db, node_cfg(tree), clock_ns=lambda: later).scan()
+    seq = db.last_seq()
+    res = Scanner(db, node_cfg(tree), clock_ns=lambda: later).scan()
+    assert (res.recorded, res.hashed_files, res.unchanged) == (0, 0, 8)
+    assert db.last_seq() == seq
+
+
+def test_modify_chmod_delete_recreate(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    old = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
+    (tree / "a.txt").write_text("ALPHA!")
+    os.chmod(tree / "sub" / "b.txt", 0o600)
+    (tree / "sub" / "deep" / "c.bin").unlink()
+    res = Scanner(db, cfg).scan()
+    # metadata: the chmod of b.txt, and the mtime of deep/ (an entry was removed from it)
+    assert (res.changed, res.metadata, res.deleted) == (1, 2, 1)
+    new = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
+    assert compare(new.vector, old.vector) is Order.AFTER
+    assert new.base == old.hash and new.hash != old.hash
+    assert db.get_records(["%data%/sub/b.txt"])["%data%/sub/b.txt"].mode == 0o600
+    tomb = db.get_records(["%data%/sub/deep/c.bin"])["%data%/sub/deep/c.bin"]
+    assert tomb.deleted and tomb.hash is None
+    (tree / "sub" / "deep" / "c.bin").write_text("back")
+    res = Scanner(db, cfg).scan()
+    again = db.get_records(["%data%/sub/deep/c.bin"])["%data%/sub/deep/c.bin"]
+    assert res.new == 1 and not again.deleted
+    assert compare(again.vector, tomb.vector) is Order.AFTER
+
+
+def test_type_change_file_to_dir(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    (tree / "a.txt").unlink()
+    (tree / "a.txt").mkdir()
+    (tree / "a.txt" / "inner").write_text("i")
+    res = Scanner(db, cfg).scan()
+    assert res.type_changed == 1 and res.new == 1
+    assert db.get_records(["%data%/a.txt"])["%data%/a.txt"].kind is Kind.DIR
+
+
+def test_same_size_rewrite_in_the_same_tick_is_caught(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    now = time.time_ns()
+    Scanner(db, cfg, clock_ns=lambda: now).scan()
+    rec = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
+    assert rec.recheck  # written just now: the next scan must read it even if stat looks the same
+    st = os.stat(tree / "a.txt")
+    (tree / "a.txt").write_text("ALPHA")  # same size
+    os.utime(tree / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    res = Scanner(db, cfg, clock_ns=lambda: now).scan()
+    assert res.changed == 1
+    assert db.get_records(["%data%/a.txt"])["%data%/a.txt"].hash == hash_file(str(tree / "a.txt")).digest
+
+
+def test_recheck_mark_forces_a_read_until_the_file_is_old(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    now = time.time_ns()
+    Scanner(db, cfg, clock_ns=lambda: now).scan()
+    res = Scanner(db, cfg, clock_ns=lambda: now + 10 * RECENT_NS).scan()
+    assert res.hashed_files == 3 and res.recorded == 0  # re-read, found equal, mark cleared
+    assert not any(r.recheck for r in db.all_records())
+    res = Scanner(db, cfg, clock_ns=lambda: now + 10 * RECENT_NS).scan()
+    assert res.hashed_files == 0
+
+
+def test_unreadable_file_is_reported_and_kept(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    before = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
+    (tree / "a.txt").write_text("changed but unreadable")
+
+    def denied(path: str) -> Hashed:
+        if path.endswith("a.txt"):
+            raise PermissionError(13, "Permission denied", path)
+        return hash_file(path)
+
+    res = Scanner(db, cfg, hasher=denied).scan()
+    assert [(p.path, p.message) for p in res.problems] == [(str(tree / "a.txt"), "cannot read: Permission denied")]
+    assert db.get_records(["%data%/a.txt"])["%data%/a.txt"] == before  # neither changed nor deleted
+    res = Scanner(db, cfg).scan()
+    assert res.changed == 1
+
+
+def test_file_that_keeps_changing_is_marked_for_recheck(tree: Path, db: StateDB) -> None:
+    def restless(path: str) -> Hashed:
+        h = hash_file(path)
+        return Hashed(h.digest, h.st, stable=False)
+
+    res = Scanner(db, node_cfg(tree), hasher=restless, clock_ns=lambda: time.time_ns() + 10 * RECENT_NS).scan()
+    assert len(res.problems) == 3 and "kept changing" in res.problems[0].message
+    assert all(r.recheck for r in db.all_records() if r.kind is Kind.FILE)
+
+
+def test_missing_root_is_not_a_mass_deletion(tree: Path, db: StateDB, tmp_path: Path) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    tree.rename(tmp_path / "elsewhere")
+    res = Scanner(db, cfg).scan()
+    assert res.deleted == 0 and "managed root is missing" in res.problems[0].message
+    assert paths(db, deleted=True) == set()
+
+
+def test_symlinked_directories_are_not_followed(tree: Path, db: StateDB, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    os.symlink(outside, tree / "sub" / "jump")
+    Scanner(db, node_cfg(tree)).scan()
+    assert "%data%/sub/jump" in paths(db)
+    assert not any("secret" in p for p in paths(db))
+    # a root reached through a symlinked directory is not managed
+    os.symlink(tree, tmp_path / "alias")
+    db2 = StateDB.open(str(tmp_path / "second.db"))
+    try:
+        res = Scanner(db2, node_cfg(tmp_path / "alias" / "sub")).scan()
+        assert "reached through symlinked directory" in res.problems[0].message
+        assert paths(db2) == set()
+    finally:
+        db2.close()
+
+
+def test_scan_of_given_paths_only(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    (tree / "a.txt").write_text("changed outside the scanned path")
+    (tree / "sub" / "b.txt").unlink()
+    res = Scanner(db, cfg).scan([str(tree / "sub")])
+    assert res.deleted == 1 and res.changed == 0
+    res = Scanner(db, cfg).scan([str(tree / "cache"), "/etc/passwd", "rel/ative"])
+    assert [p.message for p in res.problems] == ["not managed by any group of this node"] * 2 + [
+        "path is not absolute: 'rel/ative'"]
+
+
+def test_no_longer_managed_is_forgotten_not_deleted(tree: Path, db: StateDB) -> None:
+    Scanner(db, node_cfg(tree)).scan()
+    res = Scanner(db, node_cfg(tree, "exclude %data%/sub;")).scan()
+    assert res.deleted == 0 and res.forgotten == 4
+    assert not any(p.startswith("%data%/sub") for p in paths(db)) and paths(db, deleted=True) == set()
+
+
+def test_long_and_non_utf8_names(tree: Path, db: StateDB) -> None:
+    long_name = "é" * 127  # 254 bytes
+    (tree / long_name).write_text("long")
+    raw = os.fsencode(str(tree)) + b"/bad-\xff-name"
+    with open(raw, "wb") as f:
+        f.write(b"bytes")
+    Scanner(db, node_cfg(tree)).scan()
+    assert f"%data%/{long_name}" in paths(db)
+    assert "%data%/bad-\udcff-name" in paths(db)

@@ -1,0 +1,126 @@
+"""The state database: migrations, refusing newer schemas, batch verbs, read-only access."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from shoal.errors import StateError
+from shoal.model.records import Kind, Record
+from shoal.state.db import StateDB, latest_schema_version
+
+
+def rec(path: str, **kw: object) -> Record:
+    base: dict[str, object] = {"kind": Kind.FILE, "size_bytes": 3, "mode": 0o644, "mtime_ns": 1, "hash": b"h" * 32,
+                               "vector": (("n1", 5),)}
+    base.update(kw)
+    return Record(path=path, **base)  # type: ignore[arg-type]
+
+
+def test_fresh_database_is_wal_strict_and_private(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    with StateDB.open(path):
+        pass
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_schema_version()
+        with pytest.raises(sqlite3.IntegrityError):  # STRICT: a text size is refused
+            conn.execute("INSERT INTO records VALUES (x'00', 0, 'big', 0, 0, 0, NULL, NULL, 0, NULL, NULL, 0, "
+                         "x'90', NULL, 0, 1, 0, 0, 0)")
+    finally:
+        conn.close()
+
+
+def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    with StateDB.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    before = Path(path).read_bytes()
+    with pytest.raises(StateError, match="schema version 999, newer than this shoal understands"):
+        StateDB.open(path)
+    with pytest.raises(StateError, match="newer"):
+        StateDB.open(path, readonly=True)
+    assert Path(path).read_bytes() == before
+
+
+def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="unusable"):
+        StateDB.open(str(path))
+
+
+def test_apply_scan_assigns_sequences_and_round_trips(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        weird = "/srv/ünï \udcff\n name"
+        r1 = rec("/srv/a", vector=(("n1", 5), ("n2", 7)), user="root", group="wheel", base=b"b" * 32)
+        r2 = rec(weird, kind=Kind.SYMLINK, hash=None, target="../t\udcfe", size_bytes=0)
+        assert db.apply_scan([r1, r2]) == 2
+        got = db.get_records(["/srv/a", weird, "/missing"])
+        assert got["/srv/a"] == replace(r1, seq=1)
+        assert got["/srv/a"].vector == (("n1", 5), ("n2", 7))
+        assert (got["/srv/a"].user, got["/srv/a"].group, got["/srv/a"].base) == ("root", "wheel", b"b" * 32)
+        assert got[weird].target == "../t\udcfe" and got[weird].kind is Kind.SYMLINK
+        assert "/missing" not in got
+        assert [r.seq for r in db.records_since(0)] == [1, 2]
+        db.apply_scan([rec("/srv/a", size_bytes=9)])
+        assert [(r.path, r.seq) for r in db.records_since(1)] == [(weird, 2), ("/srv/a", 3)]
+        assert db.last_seq() == 3
+
+
+def test_refresh_does_not_take_a_sequence_and_forget_drops(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        db.apply_scan([rec("/a"), rec("/b")])
+        db.apply_scan([], refreshes=[rec("/a", ctime_ns=77, inode=5, recheck=True)], forget=["/b"])
+        assert db.last_seq() == 2
+        (a,) = db.all_records()
+        assert (a.ctime_ns, a.inode, a.recheck, a.seq) == (77, 5, True, 1)
+        assert db.scan_index() == {"/a": (0, 3, 1, 77, 5, 0o644, 0, 0, 0, 1)}
+
+
+def test_counts_and_tombstones(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        db.apply_scan([rec("/a"), rec("/b", deleted=True, hash=None)])
+        assert db.count_records() == (1, 1)
+        assert [r.path for r in db.all_records(include_deleted=False)] == ["/a"]
+
+
+def test_readonly_reader_sees_writes_and_cannot_write(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with StateDB.open(path) as writer, StateDB.open(path, readonly=True) as reader:
+        writer.apply_scan([rec("/a")])
+        assert [r.path for r in reader.all_records()] == ["/a"]
+        with pytest.raises(StateError, match="read-only"):
+            reader.apply_scan([rec("/b")])
+    with pytest.raises(StateError, match="run 'shoal check' first"):
+        StateDB.open(str(tmp_path / "none.db"), readonly=True)
+
+
+def test_watermarks(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        assert db.watermarks("b") == (0, 0)
+        db.set_watermarks("b", 10, 4)
+        db.set_watermarks("b", 12, 4)
+        assert db.watermarks("b") == (12, 4)
+
+
+def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        db.apply_scan([rec("/a")])
+        bad = rec("/b", vector=(("new-node", 1),), kind=99)  # an invalid kind makes the batch fail
+        with pytest.raises((StateError, ValueError, sqlite3.Error)):
+            db.apply_scan([rec("/c", vector=(("other", 2),)), bad])
+        assert [r.path for r in db.all_records()] == ["/a"]
+        assert db.last_seq() == 1
+        db.apply_scan([rec("/d", vector=(("other", 3),))])  # node-id cache was rebuilt
+        assert db.get_records(["/d"])["/d"].vector == (("other", 3),)
