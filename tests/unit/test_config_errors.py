@@ -8,6 +8,8 @@ from shoal.config.parser import parse_text
 from shoal.errors import ConfigError
 
 BROKEN = [
+    ('group g { host a; key k; include ""; }',
+     "shoal.cfg:1:34: expected a pattern after 'include', found an empty string"),
     ('prefix p { on host*:/data; }',
      "shoal.cfg:1:15: expected 'on HOST: PATH' with a space after ':', found 'host*:/data'"),
     ('group g { key k1 include /x; }',

@@ -233,8 +233,9 @@ class _Parser:
 
     def value(self, what: str) -> Token:
         tok = self.tok
-        if not tok.is_value:
-            raise _fail(tok, f"expected {what}, found {tok.describe()}")
+        if not tok.is_value or tok.text == "":
+            found = "an empty string" if tok.kind is Kind.STRING else tok.describe()
+            raise _fail(tok, f"expected {what}, found {found}")
         return self.advance()
 
     def values(self, what: str, plural: str, keyword: str) -> list[Token]:
