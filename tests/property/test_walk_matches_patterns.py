@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from shoal.config.parser import parse_text
 from shoal.config.resolve import KeyFacts, resolve
+from shoal.fs import walk
 from shoal.fs.scan import Scanner
 from shoal.state.db import StateDB
 
@@ -63,4 +64,12 @@ def test_scanned_set_equals_managed_set(files: list[str], rule_list: list[tuple[
         with StateDB.open(os.path.join(tmp, "s.db")) as db:
             Scanner(db, cfg).scan()
             scanned = {r.path.replace("%root%", root, 1) for r in db.all_records()}
-        assert scanned == expected
+            assert scanned == expected
+            saved = walk.PARALLEL_MIN_RECORDS
+            walk.PARALLEL_MIN_RECORDS = 1  # the second scan splits the walk over two processes
+            try:
+                again = Scanner(db, cfg).scan()
+            finally:
+                walk.PARALLEL_MIN_RECORDS = saved
+            assert again.recorded == 0 and again.forgotten == 0
+            assert again.unchanged == len(expected)

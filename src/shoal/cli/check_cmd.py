@@ -30,6 +30,3 @@ def check(app: AppContext, paths: tuple[str, ...]) -> int:
             click.echo(f"  {path}")
     return 1 if res.problems else 0
 
-
-def register(group: click.Group) -> None:
-    group.add_command(check)

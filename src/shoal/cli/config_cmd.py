@@ -71,6 +71,3 @@ def check(app: AppContext) -> int:
     click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s)")
     return 0
 
-
-def register(group: click.Group) -> None:
-    group.add_command(config_group)

@@ -6,12 +6,15 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-
-from rich.console import Console
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shoal.config.resolve import NodeConfig
 from shoal.fs.config_source import default_config_path, load_node_config
 from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_STATE_DIR = "/var/lib/shoal"
 
@@ -22,8 +25,12 @@ class AppContext:
     node: str | None
     state_dir: str
     verbose: int
-    out: Console
-    err: Console
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     @property
     def config_file(self) -> str:

@@ -13,6 +13,3 @@ def demo(keep: bool) -> int:
     """Lay out a 3-node cluster in a temporary directory and walk through it."""
     return run_demo(click.echo, keep=keep)
 
-
-def register(group: click.Group) -> None:
-    group.add_command(demo)

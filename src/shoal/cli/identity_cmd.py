@@ -17,7 +17,7 @@ def init(app: AppContext) -> int:
     ensure_state_dir(app.state_dir)
     try:
         ident = load_identity(app.state_dir)
-        app.out.print(f"already initialized in {app.state_dir}")
+        click.echo(f"already initialized in {app.state_dir}")
     except IdentityError:
         ident = create_identity(app.state_dir, app.node_name())
     with app.open_db():
@@ -36,7 +36,3 @@ def show_id(app: AppContext) -> int:
     click.echo(f"fingerprint {format_fingerprint(ident.fingerprint)}")
     return 0
 
-
-def register(group: click.Group) -> None:
-    group.add_command(init)
-    group.add_command(show_id)

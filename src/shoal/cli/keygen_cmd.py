@@ -14,6 +14,3 @@ def keygen(file: str) -> int:
     write_key_file(file)
     return 0
 
-
-def register(group: click.Group) -> None:
-    group.add_command(keygen)

@@ -60,6 +60,3 @@ def ls(app: AppContext, as_json: bool, show_all: bool) -> int:
         click.echo(_line(r))
     return 0
 
-
-def register(group: click.Group) -> None:
-    group.add_command(ls)

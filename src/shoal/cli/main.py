@@ -1,33 +1,58 @@
-"""Entry point of ``shoal``: global options, command registration, and the error boundary."""
+"""Entry point of ``shoal``: global options, lazy command registration, and the error boundary.
+
+Commands are imported only when they run (``LazyGroup``), so a cron-driven ``shoal check`` does not pay
+for the TLS, table-rendering and demo code it never uses.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
-from rich.console import Console
 
-from shoal.cli import check_cmd, config_cmd, demo_cmd, identity_cmd, keygen_cmd, ls_cmd
 from shoal.cli.context import DEFAULT_STATE_DIR, AppContext, setup_logging
 from shoal.errors import ShoalError
 
+#: command name -> (module, attribute, one-line help shown in ``shoal --help``)
+COMMANDS = {
+    "init": ("shoal.cli.identity_cmd", "init", "Create this node's key and certificate."),
+    "id": ("shoal.cli.identity_cmd", "show_id", "Print this node's name and certificate fingerprint."),
+    "keygen": ("shoal.cli.keygen_cmd", "keygen", "Write a new group key to FILE."),
+    "config": ("shoal.cli.config_cmd", "config_group", "Inspect the configuration."),
+    "check": ("shoal.cli.check_cmd", "check", "Scan the managed roots and record local changes."),
+    "ls": ("shoal.cli.ls_cmd", "ls", "List the records of this node."),
+    "demo": ("shoal.cli.demo_cmd", "demo", "Lay out a 3-node cluster in a temporary directory and walk through it."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        command = getattr(importlib.import_module(spec[0]), spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-c",
-    "--config",
-    "config_path",
-    metavar="FILE",
+    "-c", "--config", "config_path", metavar="FILE",
     help="Config file (default /etc/shoal/shoal.cfg, else /etc/csync2.cfg).",
 )
 @click.option("-N", "--node", metavar="NAME", help="This node's name (default: the hostname).")
 @click.option(
-    "--state-dir",
-    metavar="DIR",
-    default=lambda: os.environ.get("SHOAL_STATE_DIR", DEFAULT_STATE_DIR),
-    show_default="/var/lib/shoal or $SHOAL_STATE_DIR",
-    help="Where keys and the database live.",
+    "--state-dir", metavar="DIR", default=lambda: os.environ.get("SHOAL_STATE_DIR", DEFAULT_STATE_DIR),
+    show_default="/var/lib/shoal or $SHOAL_STATE_DIR", help="Where keys and the database live.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
 @click.version_option(package_name="shoal")
@@ -35,11 +60,7 @@ from shoal.errors import ShoalError
 def cli(ctx: click.Context, config_path: str | None, node: str | None, state_dir: str, verbose: int) -> None:
     """shoal keeps directories identical across a group of servers."""
     setup_logging(verbose)
-    ctx.obj = AppContext(config_path, node, state_dir, verbose, Console(), Console(stderr=True))
-
-
-for module in (identity_cmd, keygen_cmd, config_cmd, check_cmd, ls_cmd, demo_cmd):
-    module.register(cli)
+    ctx.obj = AppContext(config_path, node, state_dir, verbose)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shoal.model.fnmatch import compile_glob
@@ -50,6 +50,18 @@ class _Compiled:
     regex: re.Pattern[str]
     #: For pathname includes: the pattern cut before each ``/``, longest first (csync2 step-into test).
     ancestors: tuple[re.Pattern[str], ...]
+    #: For pathname patterns: does ``*`` cross ``/`` (the pattern holds ``**``).
+    crosses: bool = False
+    #: For pathname patterns without ``**``: (number of ``/``, the pattern cut before each ``/`` by depth).
+    depth: int = 0
+    cuts: tuple[re.Pattern[str], ...] = ()
+
+    def may_match_below(self, directory: str, depth: int) -> bool:
+        """Could this pathname pattern match some path strictly below ``directory`` (``depth`` slashes)?
+        Only meaningful when it does not match ``directory`` itself."""
+        if self.crosses or depth == 0:
+            return True
+        return self.depth > depth and self.cuts[depth - 1].match(directory) is not None
 
 
 def _compile(rule: Rule) -> _Compiled:
@@ -66,7 +78,9 @@ def _compile(rule: Rule) -> _Compiled:
         while (slash := cut.rfind("/")) > 0:
             cut = cut[:slash]
             ancestors.append(compile_glob(cut, pathname=fnm_pathname, leading_dir=False))
-    return _Compiled(include, compare, True, regex, tuple(ancestors))
+    slashes = [i for i, ch in enumerate(pattern) if ch == "/"]
+    cuts = tuple(compile_glob(pattern[:i], pathname=True, leading_dir=False) for i in slashes[1:])
+    return _Compiled(include, compare, True, regex, tuple(ancestors), not fnm_pathname, len(slashes), cuts)
 
 
 class GroupMatcher:
@@ -101,6 +115,50 @@ class GroupMatcher:
                 if a.match(path):
                     return True
         return False
+
+    def for_children(self, directory: str) -> Callable[[str], bool] | bool:
+        """Whether each child of ``directory`` is matched (``matches``), as one constant when that does not
+        depend on the child's name, else as a function of the name. Rules that match the directory match
+        every path below it (leading-dir semantics), so only rules that could match deeper, and basename
+        rules, are looked at per child."""
+        depth = directory.count("/") if directory != "/" else 0
+        prefix = directory + "/" if directory != "/" else "/"
+        fixed = False  # pathname verdict from the last rule that matches the directory itself
+        per_child: list[_Compiled] = []  # pathname rules after that one, which might match a child
+        basenames: list[_Compiled] = []
+        for c in self._compiled:
+            if c.compare:
+                continue
+            if not c.pathname:
+                basenames.append(c)
+            elif c.regex.match(directory):
+                fixed = c.include
+                per_child.clear()
+            elif c.may_match_below(directory, depth):
+                per_child.append(c)
+        if not per_child and not fixed:
+            return False
+        if not per_child and all(c.include for c in basenames):
+            return fixed  # basename includes alone never exclude (the basename default is include)
+        if not per_child and not any(c.include for c in basenames):
+            # The common case (exclude *.swp .* *~): one regex call decides.
+            combined = re.compile("|".join(f"(?:{c.regex.pattern})" for c in basenames))
+            return lambda name: combined.match(name) is None
+
+        def verdict(name: str) -> bool:
+            match_path = fixed
+            for c in per_child:
+                if c.regex.match(prefix + name):
+                    match_path = c.include
+            if not match_path:
+                return False
+            match_base = True
+            for c in basenames:
+                if c.regex.match(name):
+                    match_base = c.include
+            return match_base
+
+        return verdict
 
     def roots(self) -> list[str]:
         """Directories (or files) under which every path this group can manage lies."""
@@ -139,6 +197,26 @@ class Matcher:
                 return Verdict.SKIP
             cut = path.rfind("/", 0, cut)
         return self.classify(path, compare_mode=compare_mode)
+
+    def for_children(self, directory: str) -> Callable[[str], bool] | bool:
+        """Which children of a walked ``directory`` are managed (not in compare mode): True or False for
+        all of them when no child's name can change that, else a function of the name. Unmanaged
+        children may still be directories to walk through: see :meth:`step_into_any`."""
+        fns: list[Callable[[str], bool]] = []
+        for _, g in self.groups:
+            v = g.for_children(directory)
+            if v is True:
+                return True
+            if v is not False:
+                fns.append(v)
+        if not fns:
+            return False
+        if len(fns) == 1:
+            return fns[0]
+        return lambda name: any(f(name) for f in fns)
+
+    def step_into_any(self, path: str) -> bool:
+        return any(g.step_into(path) for _, g in self.groups)
 
     def is_managed(self, path: str, *, compare_mode: bool = False) -> bool:
         """Managed, and reachable: no ancestor prunes it (the scanner could find it)."""

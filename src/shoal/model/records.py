@@ -63,6 +63,25 @@ def compare(a: Vector, b: Vector) -> Order:
     return Order.EQUAL
 
 
+_SIG_P = 0x9E3779B97F4A7C15  # odd: multiplying by it is invertible modulo a power of two
+_SIG_MOD = 1 << 62
+_P1, _P2, _P3, _P4, _P5, _P6, _P7 = (pow(_SIG_P, k, _SIG_MOD) for k in range(1, 8))
+SIG_RECHECK = 0  #: the signature of a live record that must be read again at the next scan
+SIG_DELETED = -1  #: the signature of a tombstone
+
+
+def stat_signature(kind: int, size: int, mtime_ns: int, ctime_ns: int, inode: int, mode: int, uid: int,
+                   gid: int) -> int:
+    """A stable 62-bit digest of the change-detection fields, never 0 or -1.
+
+    Polynomial in an odd multiplier modulo 2**62: a change of any single field by less than 2**62 always
+    changes the value, so the scanner can compare one integer per file with no false "unchanged".
+    """
+    return (
+        kind * _P7 + size * _P6 + mtime_ns * _P5 + ctime_ns * _P4 + inode * _P3 + mode * _P2 + uid * _P1 + gid
+    ) % _SIG_MOD + 1
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One path as this node knows it. ``path`` is the logical name (see model/paths.py)."""
@@ -97,6 +116,14 @@ class Record:
             and self.target == other.target
             and self.rdev == other.rdev
         )
+
+    def signature(self) -> int:
+        if self.deleted:
+            return SIG_DELETED
+        if self.recheck:
+            return SIG_RECHECK
+        return stat_signature(self.kind, self.size_bytes, self.mtime_ns, self.ctime_ns, self.inode, self.mode,
+                              self.uid, self.gid)
 
     def same_metadata(self, other: Record) -> bool:
         return (

@@ -24,9 +24,9 @@ from shoal.model.records import Kind, Record, Vector
 DB_NAME = "state.db"
 _BATCH = 500
 
-#: Fields the scanner compares to decide whether to look closer:
-#: (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck)
-ScanEntry = tuple[int, int, int, int, int, int, int, int, int, int]
+#: What the scanner compares to decide whether to look closer: the record's stat signature
+#: (model/records.py ``Record.signature``; 0 = read again, -1 = tombstone), by logical path as bytes.
+ScanIndex = dict[bytes, int]
 
 _COLUMNS = (
     "path, kind, size, mode, uid, gid, user, grp, mtime_ns, hash, target, rdev, vector, base, "
@@ -235,14 +235,12 @@ class StateDB:
             rec.ctime_ns,
             rec.inode,
             int(rec.recheck),
+            rec.signature(),
         )
 
-    def scan_index(self) -> dict[str, ScanEntry]:
-        """Change-detection fields of every record, by logical path."""
-        rows = self._conn.execute(
-            "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid, deleted, recheck FROM records"
-        ).fetchall()
-        return {_decode_path(r[0]): r[1:] for r in rows}
+    def scan_index(self) -> ScanIndex:
+        """The stat signature of every record, by logical path (bytes): two columns, so it loads fast."""
+        return dict(self._conn.execute("SELECT path, sig FROM records").fetchall())
 
     def get_records(self, paths: Iterable[str]) -> dict[str, Record]:
         out: dict[str, Record] = {}
@@ -286,12 +284,12 @@ class StateDB:
                 seq += 1
                 rows.append(self._row(rec, seq))
             self._conn.executemany(
-                f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({','.join('?' * 19)})",
+                f"INSERT OR REPLACE INTO records ({_COLUMNS}, sig) VALUES ({','.join('?' * 20)})",
                 rows,  # noqa: S608
             )
             self._conn.executemany(
-                "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ? WHERE path = ?",
-                [(r.ctime_ns, r.inode, int(r.recheck), _encode_path(r.path)) for r in refreshes],
+                "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ?, sig = ? WHERE path = ?",
+                [(r.ctime_ns, r.inode, int(r.recheck), r.signature(), _encode_path(r.path)) for r in refreshes],
             )
             self._conn.executemany("DELETE FROM records WHERE path = ?", [(_encode_path(p),) for p in forget])
             self._conn.execute(
@@ -300,6 +298,10 @@ class StateDB:
                 (seq,),
             )
         return seq
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log back into the database file and truncate it."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- peers ---------------------------------------------------------------------------------------
 

@@ -37,7 +37,10 @@ CREATE TABLE records (
     seq      INTEGER NOT NULL,          -- local sequence number of the last change
     ctime_ns INTEGER NOT NULL,          -- local change detection only
     inode    INTEGER NOT NULL,          -- local change detection only
-    recheck  INTEGER NOT NULL           -- 1 = re-read at the next scan (changed while or just before scanning)
+    recheck  INTEGER NOT NULL,          -- 1 = re-read at the next scan (changed while or just before scanning)
+    sig      INTEGER NOT NULL           -- digest of the change-detection fields (model/records.py
+                                        -- stat_signature); 0 = read again, -1 = tombstone. A no-op scan
+                                        -- loads only (path, sig) and compares one integer per file.
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX records_by_seq ON records (seq);

@@ -1,0 +1,260 @@
+"""The directory walk behind a scan: the hot loop, and splitting it over two processes.
+
+Owns: finding the managed paths below a root (never following symlinks) whose stat signature differs
+from the record table's, as fast as Python allows. Must not: read content or write records.
+
+Per file the loop does one lstat, one dict pop and one signature; decoding, classification and prefix
+encoding happen once per directory. On a large tree the walk is CPU-bound in one interpreter, so after
+the root's own listing half of the pending subdirectories go to a forked child, which walks them
+against its copy-on-write copy of the index and writes what it found to an unlinked temporary file.
+The child is only forked while this process runs no other thread (forking a threaded process is
+unsafe), and if it fails the parent walks its share itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from shoal.model.paths import PathMap
+from shoal.model.patterns import Matcher, Verdict
+from shoal.model.records import Kind, stat_signature
+
+log = logging.getLogger(__name__)
+
+#: Below this many records the fork costs more than it saves.
+PARALLEL_MIN_RECORDS = 20_000
+
+KINDS = {
+    stat.S_IFREG: Kind.FILE,
+    stat.S_IFDIR: Kind.DIR,
+    stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO,
+    stat.S_IFCHR: Kind.CHR,
+    stat.S_IFBLK: Kind.BLK,
+}
+_KIND_CODES = {fmt: int(kind) for fmt, kind in KINDS.items()}
+
+#: A path whose stat differs from its record: (real path, logical name, lstat, kind), paths as bytes.
+Candidate = tuple[bytes, bytes, os.stat_result, Kind]
+#: The scan index: stat signature by logical name (see state/db.py).
+Index = dict[bytes, int]
+
+
+def fsdecode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def fsencode(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+
+
+@dataclass
+class WalkTally:
+    """What a walk saw besides candidates."""
+
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  #: subtrees not fully seen: never tombstoned
+
+    def add(self, other: WalkTally) -> None:
+        self.unchanged += other.unchanged
+        self.problems += other.problems
+        self.incomplete += other.incomplete
+
+
+class Walker:
+    def __init__(self, matcher: Matcher, pmap: PathMap) -> None:
+        self.matcher = matcher
+        self.pmap = pmap
+
+    def _symlinked_ancestor(self, path: str) -> str | None:
+        cut = path.find("/", 1)
+        while cut > 0:
+            try:
+                if stat.S_ISLNK(os.lstat(path[:cut]).st_mode):
+                    return path[:cut]
+            except OSError:
+                return None
+            cut = path.find("/", cut + 1)
+        return None
+
+    def start(self, root: str, tally: WalkTally, index: Index) -> tuple[list[Candidate], list[str]]:
+        """The root itself: (its candidate if it changed, the directory stack to walk from it)."""
+        verdict = self.matcher.reach(root)
+        if verdict is Verdict.SKIP:
+            return [], []
+        link = self._symlinked_ancestor(root)
+        if link is not None:
+            tally.problems.append(Problem(root, f"reached through symlinked directory {link}; not managed"))
+            tally.incomplete.append(root)
+            return [], []
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            return [], []
+        except OSError as e:
+            tally.problems.append(Problem(root, f"cannot stat: {e.strerror}"))
+            tally.incomplete.append(root)
+            return [], []
+        out: list[Candidate] = []
+        kind = KINDS.get(stat.S_IFMT(st.st_mode))
+        if verdict is Verdict.MANAGED and kind is not None:
+            logical = fsencode(self.pmap.to_logical(root))
+            size = st.st_size if kind is Kind.FILE else 0
+            if index.pop(logical, None) == stat_signature(kind, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                                                          stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid):
+                tally.unchanged += 1
+            else:
+                out.append((fsencode(root), logical, st, kind))
+        return out, [root] if stat.S_ISDIR(st.st_mode) else []
+
+    def walk(self, stack: list[str], tally: WalkTally, index: Index, seen: list[bytes] | None = None,
+             max_dirs: int | None = None) -> Iterator[list[Candidate]]:
+        """Walk the directories on ``stack`` and below (or only ``max_dirs`` of them, leaving the rest on
+        ``stack``); yield a directory's changed paths at a time. Entries found are popped from ``index``
+        (and listed in ``seen`` if given)."""
+        for_children = self.matcher.for_children
+        step_into = self.matcher.step_into_any
+        pop = index.pop
+        sig = stat_signature
+        codes = _KIND_CODES
+        dec = fsdecode
+        s_ifdir, s_ifreg = stat.S_IFDIR, stat.S_IFREG
+        done = 0
+        while stack and (max_dirs is None or done < max_dirs):
+            done += 1
+            d = stack.pop()
+            try:
+                it = os.scandir(fsencode(d))
+            except OSError as e:
+                tally.problems.append(Problem(d, f"cannot list directory: {e.strerror}"))
+                tally.incomplete.append(d)
+                continue
+            prefix = d + "/" if d != "/" else "/"
+            bprefix = fsencode(prefix)
+            lprefix = fsencode(self.pmap.to_logical(d) + "/" if d != "/" else "/")
+            rule = for_children(d)
+            batch: list[Candidate] = []
+            unchanged = 0
+            with it:
+                for entry in it:
+                    name = entry.name
+                    try:
+                        if rule is True or (rule is not False and rule(dec(name))):
+                            st = entry.stat(follow_symlinks=False)
+                        else:
+                            if entry.is_dir(follow_symlinks=False) and step_into(prefix + dec(name)):
+                                stack.append(prefix + dec(name))
+                            continue
+                    except FileNotFoundError:
+                        continue  # vanished since listing: the next scan sees the deletion
+                    except OSError as e:
+                        tally.problems.append(Problem(prefix + dec(name), f"cannot stat: {e.strerror}"))
+                        tally.incomplete.append(prefix + dec(name))
+                        continue
+                    mode = st.st_mode
+                    fmt = mode & 0o170000
+                    if fmt == s_ifdir:
+                        stack.append(prefix + dec(name))
+                    code = codes.get(fmt)
+                    if code is None:
+                        continue  # sockets and the like are not synchronized
+                    logical = lprefix + name
+                    if seen is not None:
+                        seen.append(logical)
+                    if pop(logical, None) == sig(code, st.st_size if fmt == s_ifreg else 0, st.st_mtime_ns,
+                                                 st.st_ctime_ns, st.st_ino, mode & 0o7777, st.st_uid, st.st_gid):
+                        unchanged += 1
+                    else:
+                        batch.append((bprefix + name, logical, st, KINDS[fmt]))
+            tally.unchanged += unchanged
+            if batch:
+                yield batch
+
+    def walk_split(self, stack: list[str], tally: WalkTally, index: Index,
+                   on_batch: Callable[[list[Candidate]], None]) -> None:
+        """``walk``, with half of the top-level directories in a forked child when that pays off."""
+        if len(index) >= PARALLEL_MIN_RECORDS and (os.cpu_count() or 1) > 1 and len(stack) == 1:
+            for batch in self.walk(stack, tally, index, max_dirs=1):  # list the root, share out its subdirs
+                on_batch(batch)
+        # Fork only while no other thread runs: on_batch may have started hashing threads meanwhile.
+        child = None
+        if len(stack) >= 2 and len(index) >= PARALLEL_MIN_RECORDS and threading.active_count() == 1:
+            theirs, stack[:] = stack[::2], stack[1::2]
+            child = _Child.fork(self, theirs, index)
+            if child is None:
+                stack += theirs
+        for batch in self.walk(stack, tally, index):
+            on_batch(batch)
+        if child is None:
+            return
+        result = child.collect()
+        if result is None:
+            log.warning("parallel walk helper failed; walking its share in this process")
+            for batch in self.walk(child.stack, tally, index):
+                on_batch(batch)
+            return
+        candidates, seen, child_tally = result
+        for key in seen:
+            index.pop(key, None)
+        tally.add(child_tally)
+        if candidates:
+            on_batch(candidates)
+
+
+class _Child:
+    """A forked helper that walks part of the tree; results come back through an unlinked temp file
+    written by our own forked copy (never by anyone else), which is why pickle is acceptable here."""
+
+    def __init__(self, pid: int, spool: IO[bytes], stack: list[str]) -> None:
+        self.pid = pid
+        self.spool = spool
+        self.stack = stack  #: what it was given, for the parent to walk if it fails
+
+    @classmethod
+    def fork(cls, walker: Walker, stack: list[str], index: Index) -> _Child | None:
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (handed to the collector, closed there)
+        stack = list(stack)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            log.warning("cannot fork a walk helper: %s", e)
+            spool.close()
+            return None
+        if pid == 0:  # child: walk, write, and leave without running any cleanup of the parent's state
+            code = 1
+            try:
+                tally = WalkTally()
+                seen: list[bytes] = []
+                candidates = [c for batch in walker.walk(stack, tally, index, seen) for c in batch]
+                spool.write(pickle.dumps((candidates, seen, tally), protocol=pickle.HIGHEST_PROTOCOL))
+                spool.flush()
+                code = 0
+            finally:
+                os._exit(code)
+        return cls(pid, spool, list(stack))
+
+    def collect(self) -> tuple[list[Candidate], list[bytes], WalkTally] | None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                return None
+            self.spool.seek(0)
+            result: tuple[list[Candidate], list[bytes], WalkTally] = pickle.loads(self.spool.read())  # noqa: S301
+            return result
+        finally:
+            self.spool.close()
