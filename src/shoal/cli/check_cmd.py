@@ -29,4 +29,3 @@ def check(app: AppContext, paths: tuple[str, ...]) -> int:
         for path in res.changed_paths:
             click.echo(f"  {path}")
     return 1 if res.problems else 0
-

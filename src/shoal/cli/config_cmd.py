@@ -70,4 +70,3 @@ def check(app: AppContext) -> int:
     click.echo("")
     click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s)")
     return 0
-

@@ -12,4 +12,3 @@ from shoal.engine.demo import run_demo
 def demo(keep: bool) -> int:
     """Lay out a 3-node cluster in a temporary directory and walk through it."""
     return run_demo(click.echo, keep=keep)
-

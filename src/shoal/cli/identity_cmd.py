@@ -35,4 +35,3 @@ def show_id(app: AppContext) -> int:
     click.echo(f"node        {ident.node}")
     click.echo(f"fingerprint {format_fingerprint(ident.fingerprint)}")
     return 0
-

@@ -13,4 +13,3 @@ def keygen(file: str) -> int:
     """Write a new group key to FILE (mode 0600; an existing FILE is never overwritten)."""
     write_key_file(file)
     return 0
-

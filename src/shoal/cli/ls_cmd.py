@@ -59,4 +59,3 @@ def ls(app: AppContext, as_json: bool, show_all: bool) -> int:
     for r in records:
         click.echo(_line(r))
     return 0
-

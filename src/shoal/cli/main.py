@@ -46,13 +46,19 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-c", "--config", "config_path", metavar="FILE",
+    "-c",
+    "--config",
+    "config_path",
+    metavar="FILE",
     help="Config file (default /etc/shoal/shoal.cfg, else /etc/csync2.cfg).",
 )
 @click.option("-N", "--node", metavar="NAME", help="This node's name (default: the hostname).")
 @click.option(
-    "--state-dir", metavar="DIR", default=lambda: os.environ.get("SHOAL_STATE_DIR", DEFAULT_STATE_DIR),
-    show_default="/var/lib/shoal or $SHOAL_STATE_DIR", help="Where keys and the database live.",
+    "--state-dir",
+    metavar="DIR",
+    default=lambda: os.environ.get("SHOAL_STATE_DIR", DEFAULT_STATE_DIR),
+    show_default="/var/lib/shoal or $SHOAL_STATE_DIR",
+    help="Where keys and the database live.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
 @click.version_option(package_name="shoal")

@@ -34,14 +34,21 @@ def hash_file(path: str, attempts: int = 3) -> Hashed:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise OSError(0, "not a regular file any more")
-        for _ in range(attempts):
+        for attempt in range(attempts):
             h = blake3.blake3()
             if before.st_size >= _MMAP_FROM:
                 h.update_mmap(f"/proc/self/fd/{fd}")
             else:
-                os.lseek(fd, 0, os.SEEK_SET)
-                while chunk := os.read(fd, _CHUNK):
+                if attempt:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                # A small file is read with one call: asking for one byte more than its size, a short
+                # read means end of file. Only a file that grew needs more calls.
+                want = before.st_size + 1 if before.st_size < _CHUNK else _CHUNK
+                while chunk := os.read(fd, want):
                     h.update(chunk)
+                    if len(chunk) < want:
+                        break
+                    want = _CHUNK
             after = os.fstat(fd)
             if _sig(after) == _sig(before):
                 return Hashed(h.digest(), after, True)

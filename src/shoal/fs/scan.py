@@ -38,6 +38,7 @@ from shoal.state.db import ScanIndex, StateDB
 
 RECENT_NS = 2_000_000_000
 FLUSH_EVERY = 10_000
+POOL_FROM_BYTES = 1 << 20
 
 
 @dataclass
@@ -204,7 +205,14 @@ class Scanner:
             except OSError as e:
                 return e
 
-        for item, hashed in zip(pending, pool.map(read, pending), strict=True):
+        # Small files are hashed right here: for them, threads only add GIL contention (measured: one
+        # thread 75k files/s, four threads 26k). Large ones go to the pool, where reading and BLAKE3
+        # release the GIL.
+        big = {i: pool.submit(read, item) for i, item in enumerate(pending)
+               if item[3] is Kind.FILE and item[2].st_size >= POOL_FROM_BYTES}
+        results = (big[i].result() if i in big else read(item) for i, item in enumerate(pending))
+        now_s = start_ns // 1_000_000_000
+        for item, hashed in zip(pending, results, strict=True):
             real, logical = fsdecode(item[0]), fsdecode(item[1])
             st, kind = item[2], item[3]
             digest: bytes | None = None
@@ -228,45 +236,62 @@ class Scanner:
                     if not isinstance(e, FileNotFoundError):
                         res.problems.append(Problem(real, f"cannot read link: {e.strerror}"))
                     continue
-            fresh = Record(
+            mode, uid, gid, mtime_ns = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns
+            rdev = st.st_rdev if kind in (Kind.CHR, Kind.BLK) else 0
+            user, group = self.names.user(uid), self.names.group(gid)
+            old = olds.get(logical)
+            prev = old if old is not None and not old.deleted else None  # the live version, if any
+            same_content = prev is not None and (prev.kind, prev.hash, prev.target, prev.rdev) == (
+                kind,
+                digest,
+                target,
+                rdev,
+            )
+            same_meta = prev is not None and (prev.mode, prev.uid, prev.gid, prev.mtime_ns, prev.user, prev.group) == (
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+                user,
+                group,
+            )
+            if prev is not None and same_content and same_meta:
+                vector, base = prev.vector, prev.base
+            else:
+                vector = bump(old.vector if old is not None else (), self.node, now_s)
+                base = prev.hash if prev is not None else None
+            rec = Record(
                 path=logical,
                 kind=kind,
                 size_bytes=st.st_size if kind is Kind.FILE else 0,
-                mode=stat.S_IMODE(st.st_mode),
-                uid=st.st_uid,
-                gid=st.st_gid,
-                user=self.names.user(st.st_uid),
-                group=self.names.group(st.st_gid),
-                mtime_ns=st.st_mtime_ns,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                user=user,
+                group=group,
+                mtime_ns=mtime_ns,
                 hash=digest,
                 target=target,
-                rdev=st.st_rdev if kind in (Kind.CHR, Kind.BLK) else 0,
+                rdev=rdev,
+                vector=vector,
+                base=base,
                 ctime_ns=st.st_ctime_ns,
                 inode=st.st_ino,
-                recheck=not stable or st.st_mtime_ns >= start_ns - RECENT_NS,
+                recheck=not stable or mtime_ns >= start_ns - RECENT_NS,
             )
-            old = olds.get(logical)
-            if (
-                old is not None
-                and not old.deleted
-                and fresh.same_content(old)
-                and fresh.same_metadata(old)
-                and (fresh.user, fresh.group) == (old.user, old.group)
-            ):
-                refreshes.append(fresh)
+            if same_content and same_meta:
+                refreshes.append(rec)
                 res.unchanged += 1
                 continue
-            if old is None or old.deleted:
+            if prev is None:
                 res.new += 1
-            elif old.kind != kind:
+            elif prev.kind != kind:
                 res.type_changed += 1
-            elif fresh.same_content(old):
+            elif same_content:
                 res.metadata += 1
             else:
                 res.changed += 1
-            base = old.hash if old is not None and not old.deleted else None
-            vec = bump(old.vector if old is not None else (), self.node, start_ns // 1_000_000_000)
-            changes.append(replace(fresh, vector=vec, base=base))
+            changes.append(rec)
             res.changed_paths.append(logical)
 
     def _deletions(

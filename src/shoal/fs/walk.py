@@ -115,15 +115,22 @@ class Walker:
         if verdict is Verdict.MANAGED and kind is not None:
             logical = fsencode(self.pmap.to_logical(root))
             size = st.st_size if kind is Kind.FILE else 0
-            if index.pop(logical, None) == stat_signature(kind, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                                                          stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid):
+            if index.pop(logical, None) == stat_signature(
+                kind, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+            ):
                 tally.unchanged += 1
             else:
                 out.append((fsencode(root), logical, st, kind))
         return out, [root] if stat.S_ISDIR(st.st_mode) else []
 
-    def walk(self, stack: list[str], tally: WalkTally, index: Index, seen: list[bytes] | None = None,
-             max_dirs: int | None = None) -> Iterator[list[Candidate]]:
+    def walk(
+        self,
+        stack: list[str],
+        tally: WalkTally,
+        index: Index,
+        seen: list[bytes] | None = None,
+        max_dirs: int | None = None,
+    ) -> Iterator[list[Candidate]]:
         """Walk the directories on ``stack`` and below (or only ``max_dirs`` of them, leaving the rest on
         ``stack``); yield a directory's changed paths at a time. Entries found are popped from ``index``
         (and listed in ``seen`` if given)."""
@@ -176,8 +183,16 @@ class Walker:
                     logical = lprefix + name
                     if seen is not None:
                         seen.append(logical)
-                    if pop(logical, None) == sig(code, st.st_size if fmt == s_ifreg else 0, st.st_mtime_ns,
-                                                 st.st_ctime_ns, st.st_ino, mode & 0o7777, st.st_uid, st.st_gid):
+                    if pop(logical, None) == sig(
+                        code,
+                        st.st_size if fmt == s_ifreg else 0,
+                        st.st_mtime_ns,
+                        st.st_ctime_ns,
+                        st.st_ino,
+                        mode & 0o7777,
+                        st.st_uid,
+                        st.st_gid,
+                    ):
                         unchanged += 1
                     else:
                         batch.append((bprefix + name, logical, st, KINDS[fmt]))
@@ -185,8 +200,9 @@ class Walker:
             if batch:
                 yield batch
 
-    def walk_split(self, stack: list[str], tally: WalkTally, index: Index,
-                   on_batch: Callable[[list[Candidate]], None]) -> None:
+    def walk_split(
+        self, stack: list[str], tally: WalkTally, index: Index, on_batch: Callable[[list[Candidate]], None]
+    ) -> None:
         """``walk``, with half of the top-level directories in a forked child when that pays off."""
         if len(index) >= PARALLEL_MIN_RECORDS and (os.cpu_count() or 1) > 1 and len(stack) == 1:
             for batch in self.walk(stack, tally, index, max_dirs=1):  # list the root, share out its subdirs

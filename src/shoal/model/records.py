@@ -70,8 +70,9 @@ SIG_RECHECK = 0  #: the signature of a live record that must be read again at th
 SIG_DELETED = -1  #: the signature of a tombstone
 
 
-def stat_signature(kind: int, size: int, mtime_ns: int, ctime_ns: int, inode: int, mode: int, uid: int,
-                   gid: int) -> int:
+def stat_signature(
+    kind: int, size: int, mtime_ns: int, ctime_ns: int, inode: int, mode: int, uid: int, gid: int
+) -> int:
     """A stable 62-bit digest of the change-detection fields, never 0 or -1.
 
     Polynomial in an odd multiplier modulo 2**62: a change of any single field by less than 2**62 always
@@ -122,8 +123,9 @@ class Record:
             return SIG_DELETED
         if self.recheck:
             return SIG_RECHECK
-        return stat_signature(self.kind, self.size_bytes, self.mtime_ns, self.ctime_ns, self.inode, self.mode,
-                              self.uid, self.gid)
+        return stat_signature(
+            self.kind, self.size_bytes, self.mtime_ns, self.ctime_ns, self.inode, self.mode, self.uid, self.gid
+        )
 
     def same_metadata(self, other: Record) -> bool:
         return (
