@@ -28,8 +28,9 @@ class Shoal:
     def __call__(self, *args: str, prog: str = "shoal", timeout: float = 60) -> Run:
         exe = BIN / prog
         cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "shoal", *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout,
-                           stdin=subprocess.DEVNULL, check=False)
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, env=self.env, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
         return Run(p.returncode, p.stdout, p.stderr)
 
 

@@ -52,7 +52,7 @@ def test_init_and_id(shoal: Shoal, tmp_path: Path) -> None:
     assert stat.S_IMODE((state / "node.key").stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate((state / "node.crt").read_bytes())
     fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-    pretty = ":".join(fp[i:i + 2] for i in range(0, 64, 2))
+    pretty = ":".join(fp[i : i + 2] for i in range(0, 64, 2))
     assert f"fingerprint {pretty}" in r.out
     ident = shoal("id")
     assert ident.rc == 0 and ident.out == r.out
@@ -83,8 +83,9 @@ def test_config_check_errors(shoal: Shoal, tmp_path: Path) -> None:
     cfg, _ = write_cluster(tmp_path, "backup-generations lots;")
     r = shoal("-c", str(cfg), "-N", "alpha", "config", "check")
     assert r.rc == 1
-    assert r.err.strip() == (f"shoal: {cfg}:8:24: expected a count after 'backup-generations' "
-                             "(a whole number from 0 to 1000), found 'lots'")
+    assert r.err.strip() == (
+        f"shoal: {cfg}:8:24: expected a count after 'backup-generations' (a whole number from 0 to 1000), found 'lots'"
+    )
     cfg.write_text(cfg.read_text().replace("backup-generations lots;", ""))
     r = shoal("-c", str(cfg), "-N", "alpha", "config", "check")
     assert r.rc == 1 and f"cannot read key file {tmp_path}/web.key: No such file or directory" in r.err

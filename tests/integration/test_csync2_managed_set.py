@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from shoal.config.parser import parse_text
-from shoal.fs.config_source import probe_key
 from shoal.config.resolve import resolve
+from shoal.fs.config_source import probe_key
 from shoal.fs.keyfile import write_key_file
 from shoal.fs.scan import Scanner
 from shoal.state.db import StateDB
@@ -34,17 +34,51 @@ RULESETS = {
 
 
 def build_tree(t: Path) -> None:
-    dirs = ["a/conf", "b/conf/deep", "srv/a1", "srv/b/c", "cache", ".hid", "keep/x/y", "keep/z", "host1", "host2",
-            "host3", "www", "wxw", "etc/nginx", "a/conf/.git"]
+    dirs = [
+        "a/conf",
+        "b/conf/deep",
+        "srv/a1",
+        "srv/b/c",
+        "cache",
+        ".hid",
+        "keep/x/y",
+        "keep/z",
+        "host1",
+        "host2",
+        "host3",
+        "www",
+        "wxw",
+        "etc/nginx",
+        "a/conf/.git",
+    ]
     for d in dirs:
         (t / d).mkdir(parents=True, exist_ok=True)
-    files = ["a/conf/x.conf", "a/conf/.git/HEAD", "b/conf/deep/y.conf", "srv/a1/index.html", "srv/b/c/page.html",
-             "srv/b/index.html", "srv/b/x.swp", "cache/tmp.bin", ".hid/secret", "keep/x/y/f", "keep/z/g",
-             "host1/alpha", "host1/beta", "host2/gamma", "host3/delta", "www/i.html", "wxw/j.html",
-             "etc/nginx/nginx.conf", "top.log", "README", "x.conf"]
+    files = [
+        "a/conf/x.conf",
+        "a/conf/.git/HEAD",
+        "b/conf/deep/y.conf",
+        "srv/a1/index.html",
+        "srv/b/c/page.html",
+        "srv/b/index.html",
+        "srv/b/x.swp",
+        "cache/tmp.bin",
+        ".hid/secret",
+        "keep/x/y/f",
+        "keep/z/g",
+        "host1/alpha",
+        "host1/beta",
+        "host2/gamma",
+        "host3/delta",
+        "www/i.html",
+        "wxw/j.html",
+        "etc/nginx/nginx.conf",
+        "top.log",
+        "README",
+        "x.conf",
+    ]
     for f in files:
         (t / f).write_text(f)
-    os.symlink("srv", t / "srv-link")          # a symlink to a directory is managed, never followed
+    os.symlink("srv", t / "srv-link")  # a symlink to a directory is managed, never followed
     os.symlink("../a", t / "b" / "to-a")
 
 
@@ -55,10 +89,10 @@ def csync2_managed(tmp: Path, cfg_text: str, tree: Path) -> set[str]:
     (etc / "csync2.cfg").write_text(cfg_text)
     env = {**os.environ, "CSYNC2_SYSTEM_DIR": str(etc)}
     base = [CSYNC2 or "csync2", "-N", ME, "-D", str(db)]
-    subprocess.run([*base, "-cIr", "/"], env=env, check=True, timeout=60, capture_output=True,
-                   stdin=subprocess.DEVNULL)
-    out = subprocess.run([*base, "-L"], env=env, timeout=60, capture_output=True, text=True, check=False,
-                         stdin=subprocess.DEVNULL)
+    subprocess.run([*base, "-cIr", "/"], env=env, check=True, timeout=60, capture_output=True, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [*base, "-L"], env=env, timeout=60, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
     assert out.returncode in (0, 2), out.stderr
     names = {line.split("\t", 1)[1] for line in out.stdout.splitlines() if "\t" in line}
     return {str(tree) + n[3:] if n.startswith("%r%") else n for n in names}  # csync2 prints prefix-encoded
@@ -87,8 +121,10 @@ def test_same_managed_set_as_csync2(tmp_path: Path, name: str) -> None:
     key = tmp_path / "group.key"
     write_key_file(str(key))
     rules = RULESETS[name].format(t=tree)
-    cfg_text = (f"nossl * *;\ngroup g {{\n  host {ME} 127.2.1.2;\n  key {key};\n  {rules}\n}}\n"
-                f"prefix r {{ on {ME}: {tree}; }}\n")
+    cfg_text = (
+        f"nossl * *;\ngroup g {{\n  host {ME} 127.2.1.2;\n  key {key};\n  {rules}\n}}\n"
+        f"prefix r {{ on {ME}: {tree}; }}\n"
+    )
     theirs = csync2_managed(tmp_path, cfg_text, tree)
     ours = shoal_managed(tmp_path, cfg_text)
     assert theirs, "csync2 managed nothing: the comparison would be empty"

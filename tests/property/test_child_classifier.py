@@ -12,7 +12,8 @@ components = st.lists(st.sampled_from(NAMES), min_size=0, max_size=4)
 patterns = st.one_of(
     st.sampled_from(["*.log", ".*", "keep", "a", "b*", "[ab]", "*"]),
     st.lists(st.sampled_from([*NAMES, "*", "**", "?", "[ab]", "a*"]), min_size=0, max_size=4).map(
-        lambda parts: "/r" + "".join("/" + p for p in parts)),
+        lambda parts: "/r" + "".join("/" + p for p in parts)
+    ),
 )
 rule_lists = st.lists(st.builds(Rule, st.sampled_from(["include", "exclude", "compare"]), patterns), max_size=6)
 

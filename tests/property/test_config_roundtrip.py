@@ -33,24 +33,34 @@ text = st.one_of(
 lower = text.map(str.lower).filter(bool)
 pattern = text.filter(lambda s: not s.endswith("/"))
 abs_path = st.text(_chars, min_size=1, max_size=10).map(lambda s: "/" + s.strip("/")).filter(lambda s: s != "/")
-address = st.text(st.characters(blacklist_characters='"[]', blacklist_categories=("Cs",)), min_size=1,
-                  max_size=10).map(str.lower).filter(bool)
-network = st.builds(lambda a, n: str(ipaddress.ip_network(f"{a}/{n}", strict=False)), st.ip_addresses(v=4),
-                    st.integers(0, 32))
+address = (
+    st.text(st.characters(blacklist_characters='"[]', blacklist_categories=("Cs",)), min_size=1, max_size=10)
+    .map(str.lower)
+    .filter(bool)
+)
+network = st.builds(
+    lambda a, n: str(ipaddress.ip_network(f"{a}/{n}", strict=False)), st.ip_addresses(v=4), st.integers(0, 32)
+)
 
-hosts = st.builds(HostSpec, name=lower, address=st.none() | address, port=st.none() | st.integers(1, 65535),
-                  slave=st.booleans()).filter(lambda h: h.address is not None or h.port is None)
+hosts = st.builds(
+    HostSpec, name=lower, address=st.none() | address, port=st.none() | st.integers(1, 65535), slave=st.booleans()
+).filter(lambda h: h.address is not None or h.port is None)
 actions = st.builds(
     lambda pats, execs, logfile, local, only: ActionSpec(tuple(pats), tuple(execs), logfile, local or only, only),
-    st.lists(pattern, max_size=3), st.lists(text, max_size=3), st.none() | text, st.booleans(), st.booleans(),
+    st.lists(pattern, max_size=3),
+    st.lists(text, max_size=3),
+    st.none() | text,
+    st.booleans(),
+    st.booleans(),
 )
 groups = st.builds(
     GroupSpec,
     name=text,
     hosts=st.lists(hosts, max_size=4).map(tuple),
     key=st.none() | text,
-    rules=st.lists(st.builds(PatternRule, st.sampled_from(["include", "exclude", "compare"]), pattern),
-                   max_size=5).map(tuple),
+    rules=st.lists(st.builds(PatternRule, st.sampled_from(["include", "exclude", "compare"]), pattern), max_size=5).map(
+        tuple
+    ),
     auto=st.none() | st.sampled_from(AUTO_POLICIES),
     backup_directory=st.none() | text,
     backup_generations=st.none() | st.integers(0, 1000),
@@ -59,11 +69,13 @@ groups = st.builds(
     watch=st.none() | st.booleans(),
     delay_ms=st.none() | st.integers(0, 10**6),
     only_from=st.lists(network, max_size=3).map(tuple),
-    fingerprints=st.lists(st.builds(FingerprintPin, lower, st.binary(min_size=32, max_size=32).map(bytes.hex)),
-                          max_size=2).map(tuple),
+    fingerprints=st.lists(
+        st.builds(FingerprintPin, lower, st.binary(min_size=32, max_size=32).map(bytes.hex)), max_size=2
+    ).map(tuple),
 )
-prefixes = st.builds(PrefixSpec, name=text,
-                     entries=st.lists(st.builds(PrefixEntry, lower, abs_path), max_size=3).map(tuple))
+prefixes = st.builds(
+    PrefixSpec, name=text, entries=st.lists(st.builds(PrefixEntry, lower, abs_path), max_size=3).map(tuple)
+)
 configs = st.builds(
     ConfigSpec,
     groups=st.lists(groups, max_size=4, unique_by=lambda g: g.name).map(tuple),

@@ -16,18 +16,19 @@ from shoal.state.db import StateDB
 
 NAMES = ["a", "b", ".h", "x.log", "c.tmp", "keep"]
 
-rel_paths = st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4).map("/".join), min_size=1,
-                     max_size=25)
+rel_paths = st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4).map("/".join), min_size=1, max_size=25)
 rules = st.lists(
     st.tuples(
         st.sampled_from(["include", "exclude"]),
         st.one_of(
             st.sampled_from(["*.log", ".*", "*.tmp", "keep", "a", "b*", "[ab]"]),
             st.lists(st.sampled_from([*NAMES, "*", "**", "?"]), min_size=0, max_size=3).map(
-                lambda parts: "%root%" + "".join("/" + p for p in parts)),
+                lambda parts: "%root%" + "".join("/" + p for p in parts)
+            ),
         ),
     ),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -56,7 +57,7 @@ def test_scanned_set_equals_managed_set(files: list[str], rule_list: list[tuple[
                     with open(full, "w") as f:
                         f.write(rel)
                     existing.add(full)
-        body = " ".join(f"{kind} \"{pat}\";" for kind, pat in rule_list)
+        body = " ".join(f'{kind} "{pat}";' for kind, pat in rule_list)
         text = f"group g {{ host n1; key k; {body} }} prefix root {{ on n1: {root}; }}"
         cfg = resolve(parse_text(text), "n1", probe)
         matcher = cfg.matcher()

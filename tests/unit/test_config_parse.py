@@ -89,16 +89,23 @@ def test_compat_example() -> None:
     assert g.hosts == (HostSpec("a"), HostSpec("b"), HostSpec("c", slave=True), HostSpec("d", "d-sync"))
     assert g.key == "key1"
     assert g.rules == (
-        PatternRule("include", "/srv/www"), PatternRule("include", "%home%/bob"),
-        PatternRule("exclude", "*.swp"), PatternRule("exclude", ".*"), PatternRule("exclude", "/srv/www/cache"),
+        PatternRule("include", "/srv/www"),
+        PatternRule("include", "%home%/bob"),
+        PatternRule("exclude", "*.swp"),
+        PatternRule("exclude", ".*"),
+        PatternRule("exclude", "/srv/www/cache"),
     )
     assert g.auto == "younger"
     assert (g.backup_directory, g.backup_generations) == ("/var/backups/csync2", 5)
-    assert g.actions == (ActionSpec(
-        patterns=("/srv/www/conf/*.conf", "/srv/www/**/.htaccess"),
-        execs=("/usr/sbin/apachectl graceful", "logger -t csync2 %%"),
-        logfile="/var/log/csync2_action.log", do_local=True, do_local_only=False,
-    ),)
+    assert g.actions == (
+        ActionSpec(
+            patterns=("/srv/www/conf/*.conf", "/srv/www/**/.htaccess"),
+            execs=("/usr/sbin/apachectl graceful", "logger -t csync2 %%"),
+            logfile="/var/log/csync2_action.log",
+            do_local=True,
+            do_local_only=False,
+        ),
+    )
     (p,) = cfg.prefixes
     assert [(e.host_pattern, e.path) for e in p.entries] == [("a", "/export/home"), ("[b-e]", "/home"), ("*", "/home")]
 
@@ -126,8 +133,12 @@ def test_cbsd_fragments_in_config_dir() -> None:
     assert web1.auto == "younger"
     assert web1.rules[1] == PatternRule("exclude", "/usr/jails/jails-data/web1-data/tmp/*")
     assert web1.actions[0].do_local
-    assert cfg.files == ("/etc/shoal/shoal.cfg", "/etc/shoal/groups.d/db1.cfg", "/etc/shoal/groups.d/extra.cfg",
-                         "/etc/shoal/groups.d/web1.cfg")
+    assert cfg.files == (
+        "/etc/shoal/shoal.cfg",
+        "/etc/shoal/groups.d/db1.cfg",
+        "/etc/shoal/groups.d/extra.cfg",
+        "/etc/shoal/groups.d/web1.cfg",
+    )
 
 
 def test_fragment_errors_name_the_fragment_file() -> None:
@@ -137,8 +148,9 @@ def test_fragment_errors_name_the_fragment_file() -> None:
     }
     with pytest.raises(ConfigError) as info:
         parse_text(files["/etc/shoal/shoal.cfg"], "/etc/shoal/shoal.cfg", DictReader(files))
-    assert str(info.value) == ("/etc/shoal/groups.d/web1.cfg:3:1: expected ';' after the patterns of 'include', "
-                               "found keyword 'auto'")
+    assert str(info.value) == (
+        "/etc/shoal/groups.d/web1.cfg:3:1: expected ';' after the patterns of 'include', found keyword 'auto'"
+    )
 
 
 def test_quirks() -> None:
@@ -157,8 +169,11 @@ def test_quirks() -> None:
     cfg = parse_text(text, "q.cfg")
     g1 = cfg.groups[0]
     assert g1.hosts == (
-        HostSpec("alpha", "10.0.0.1", 30900), HostSpec("beta", "fe80::1", 31000), HostSpec("gamma", slave=True),
-        HostSpec("delta", "gw", slave=True), HostSpec("epsilon", "fe80::2"),
+        HostSpec("alpha", "10.0.0.1", 30900),
+        HostSpec("beta", "fe80::1", 31000),
+        HostSpec("gamma", slave=True),
+        HostSpec("delta", "gw", slave=True),
+        HostSpec("epsilon", "fe80::2"),
     )
     assert g1.key == "/etc/keys/with space.key"
     assert [r.pattern for r in g1.rules] == ["/srv/a b", "/srv/c:d", "/srv/compare-only"]
@@ -166,8 +181,10 @@ def test_quirks() -> None:
     assert g1.actions[0].execs == ("cp %% /backup/", "echo '100%% done' # not a comment; really")
     assert g1.actions[0].do_local_only and g1.actions[0].do_local
     assert [g.name for g in cfg.groups] == ["g1", "group_1", "group_2"]
-    assert [(e.host_pattern, e.path) for e in cfg.prefixes[0].entries] == [("host[12]", "/data/one"),
-                                                                         ("host*", "/data/other")]
+    assert [(e.host_pattern, e.path) for e in cfg.prefixes[0].entries] == [
+        ("host[12]", "/data/one"),
+        ("host*", "/data/other"),
+    ]
 
 
 def test_trailing_slashes_are_dropped_from_patterns() -> None:
@@ -181,11 +198,15 @@ def test_extension_words_stay_patterns_inside_lists() -> None:
 
 
 def test_extensions() -> None:
-    cfg = parse_text("""
+    cfg = parse_text(
+        """
         port 31000; tls-dir /etc/shoal/tls; metrics-listen 127.0.0.1:9150;
         group g { host a b; key k; include /x; interval 10m; watch off; delay 200ms;
-                  only-from 10.0.0.0/8 192.168.1.7; fingerprint B """ + "AB" * 32 + """; }
-    """)
+                  only-from 10.0.0.0/8 192.168.1.7; fingerprint B """
+        + "AB" * 32
+        + """; }
+    """
+    )
     (g,) = cfg.groups
     assert (cfg.port, cfg.tls_dir, cfg.metrics_listen) == (31000, "/etc/shoal/tls", "127.0.0.1:9150")
     assert (g.interval_ms, g.watch, g.delay_ms) == (600_000, False, 200)
@@ -210,8 +231,9 @@ def test_includes_resolve_relative_to_including_file() -> None:
 def test_missing_include_is_fatal_with_position() -> None:
     with pytest.raises(ConfigError) as info:
         parse_text("\n  config nothere.cfg;\n", "/etc/csync2.cfg", DictReader({}))
-    assert str(info.value) == ("/etc/csync2.cfg:2:10: cannot read included config /etc/nothere.cfg: "
-                               "No such file or directory")
+    assert str(info.value) == (
+        "/etc/csync2.cfg:2:10: cannot read included config /etc/nothere.cfg: No such file or directory"
+    )
 
 
 def test_include_nesting_is_limited() -> None:
@@ -224,7 +246,7 @@ def test_include_nesting_is_limited() -> None:
 def test_generated_200_group_config() -> None:
     text = "\n".join(
         f"group g{i} {{ host n{i % 7} n{(i + 1) % 7} (n{(i + 2) % 7}); key k; include /srv/g{i}; "
-        f"exclude *.tmp /srv/g{i}/cache; auto younger; action {{ exec \"touch /tmp/{i}\"; }} }}"
+        f'exclude *.tmp /srv/g{i}/cache; auto younger; action {{ exec "touch /tmp/{i}"; }} }}'
         for i in range(200)
     )
     cfg = parse_text(text)

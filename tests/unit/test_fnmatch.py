@@ -25,24 +25,24 @@ def libc_fnmatch(pattern: str, string: str, pathname: bool, leading_dir: bool) -
 
 TABLE = [
     # pattern, string, pathname, leading_dir, expected
-    ("*.swp", ".x.swp", False, False, True),          # no FNM_PERIOD: * matches a leading dot
-    ("/srv/*", "/srv/a/b", True, False, False),        # * does not cross / under FNM_PATHNAME
-    ("/srv/*", "/srv/a/b", True, True, True),          # ... but leading-dir accepts the prefix match
+    ("*.swp", ".x.swp", False, False, True),  # no FNM_PERIOD: * matches a leading dot
+    ("/srv/*", "/srv/a/b", True, False, False),  # * does not cross / under FNM_PATHNAME
+    ("/srv/*", "/srv/a/b", True, True, True),  # ... but leading-dir accepts the prefix match
     ("/srv/**", "/srv/a/b", False, True, True),
-    ("/srv/www", "/srv/www2", True, True, False),      # leading-dir needs a / after the match
+    ("/srv/www", "/srv/www2", True, True, False),  # leading-dir needs a / after the match
     ("/srv/www", "/srv/www/x", True, True, True),
     ("[b-e]", "c", False, False, True),
     ("[!b-e]", "c", False, False, False),
     ("[^b-e]", "a", False, False, True),
     ("[]x]", "]", False, False, True),
-    ("[a", "[a", False, False, True),                  # an unclosed bracket is literal
+    ("[a", "[a", False, False, True),  # an unclosed bracket is literal
     ("a\\*", "a*", False, False, True),
     ("a\\*", "ab", False, False, False),
-    ("a\\", "a\\", False, False, False),               # a trailing backslash matches nothing
-    ("/a/[/]b", "/a//b", True, False, False),          # brackets never match / under FNM_PATHNAME
-    ("*\\/", "a/", True, False, False),                # glibc quirk, see model/fnmatch.py
+    ("a\\", "a\\", False, False, False),  # a trailing backslash matches nothing
+    ("/a/[/]b", "/a//b", True, False, False),  # brackets never match / under FNM_PATHNAME
+    ("*\\/", "a/", True, False, False),  # glibc quirk, see model/fnmatch.py
     ("[[:digit:]]x", "7x", False, False, True),
-    ("[z-a]", "m", False, False, False),               # reversed range matches nothing
+    ("[z-a]", "m", False, False, False),  # reversed range matches nothing
 ]
 
 

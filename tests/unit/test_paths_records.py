@@ -8,10 +8,20 @@ from shoal.model.paths import PathMap, UnsafePath, check_path, check_within
 from shoal.model.records import Order, bump, compare, merge, vector
 
 
-@pytest.mark.parametrize("bad", [
-    "relative/path", "", "/a/../b", "/a/./b", "/a//b", "/a/b/", "/a/\x00b", "/" + "x" * 256,
-    "/" + "/".join(["d" * 200] * 21),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "relative/path",
+        "",
+        "/a/../b",
+        "/a/./b",
+        "/a//b",
+        "/a/b/",
+        "/a/\x00b",
+        "/" + "x" * 256,
+        "/" + "/".join(["d" * 200] * 21),
+    ],
+)
 def test_unsafe_paths_are_rejected(bad: str) -> None:
     with pytest.raises(UnsafePath):
         check_path(bad)

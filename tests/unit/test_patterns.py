@@ -93,10 +93,17 @@ def test_union_of_groups() -> None:
     assert matcher.roots() == ["/a", "/b"]
 
 
-@pytest.mark.parametrize(("pattern", "root"), [
-    ("/srv/www", "/srv/www"), ("/srv/*/conf", "/srv"), ("/srv/w?w/x", "/srv"), ("/*", "/"),
-    ("/srv/a[bc]", "/srv"), ("/srv/**", "/srv"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "root"),
+    [
+        ("/srv/www", "/srv/www"),
+        ("/srv/*/conf", "/srv"),
+        ("/srv/w?w/x", "/srv"),
+        ("/*", "/"),
+        ("/srv/a[bc]", "/srv"),
+        ("/srv/**", "/srv"),
+    ],
+)
 def test_literal_root(pattern: str, root: str) -> None:
     assert literal_root(pattern) == root
 

@@ -59,8 +59,7 @@ def test_slave_node_and_defaults() -> None:
 
 
 def test_groups_without_this_node_are_ignored() -> None:
-    cfg = node_view("group g1 { host a b; key k; include /x; } group g2 { host c d; key missing; include /y; }",
-                    "a")
+    cfg = node_view("group g1 { host a b; key k; include /x; } group g2 { host c d; key missing; include /y; }", "a")
     assert [g.name for g in cfg.groups] == ["g1"]
 
 
@@ -68,8 +67,10 @@ def test_missing_key_file() -> None:
     def probe(path: str) -> KeyFacts:
         return KeyFacts(path, "No such file or directory")
 
-    assert errors_of("group g {\n host a;\n key /etc/k;\n include /x; }", "a", probe) == \
-        "/etc/csync2.cfg:3:6: cannot read key file /etc/k: No such file or directory"
+    assert (
+        errors_of("group g {\n host a;\n key /etc/k;\n include /x; }", "a", probe)
+        == "/etc/csync2.cfg:3:6: cannot read key file /etc/k: No such file or directory"
+    )
 
 
 def test_short_key_and_world_readable_key_are_both_reported() -> None:
@@ -88,8 +89,9 @@ def test_key_with_bad_character() -> None:
     def probe(path: str) -> KeyFacts:
         return KeyFacts(path, None, 0o600, "A" * 40 + "!")
 
-    assert "holds a character not allowed in keys: '!'" in errors_of("group g { host a; key k; include /x; }", "a",
-                                                                      probe)
+    assert "holds a character not allowed in keys: '!'" in errors_of(
+        "group g { host a; key k; include /x; }", "a", probe
+    )
 
 
 def test_relative_key_is_relative_to_the_config_file() -> None:
@@ -102,7 +104,8 @@ def test_group_without_key_uses_default_key_or_fails() -> None:
     assert g.key_path == "/etc/shoal/cluster.key"
     assert errors_of("group g { host a; include /x; }", "a") == (
         "/etc/csync2.cfg:1:7: group 'g' has no key (add 'key FILE;' to the group, or a default 'key FILE;' "
-        "at top level)")
+        "at top level)"
+    )
 
 
 def test_prefixes_expand_for_this_node_first_match_wins() -> None:
@@ -116,8 +119,10 @@ def test_prefixes_expand_for_this_node_first_match_wins() -> None:
 
 
 def test_prefix_undefined_or_without_path_for_this_node() -> None:
-    assert errors_of("group g { host a b; key k; include %nope%/x; }", "a") == \
-        "/etc/csync2.cfg:1:36: prefix 'nope' is used but never defined"
+    assert (
+        errors_of("group g { host a b; key k; include %nope%/x; }", "a")
+        == "/etc/csync2.cfg:1:36: prefix 'nope' is used but never defined"
+    )
     text = "group g { host a b; key k; include %p%/x; } prefix p { on b: /data; }"
     assert errors_of(text, "a") == "/etc/csync2.cfg:1:36: prefix 'p' has no path for this host (a)"
     assert node_view(text, "b").groups[0].rules[0].pattern == "/data/x"

@@ -54,8 +54,16 @@ def paths(db: StateDB, deleted: bool = False) -> set[str]:
 
 def test_first_scan_records_every_managed_kind(tree: Path, db: StateDB) -> None:
     res = Scanner(db, node_cfg(tree)).scan()
-    assert paths(db) == {"%data%", "%data%/a.txt", "%data%/sub", "%data%/sub/b.txt", "%data%/sub/deep",
-                         "%data%/sub/deep/c.bin", "%data%/link", "%data%/pipe"}
+    assert paths(db) == {
+        "%data%",
+        "%data%/a.txt",
+        "%data%/sub",
+        "%data%/sub/b.txt",
+        "%data%/sub/deep",
+        "%data%/sub/deep/c.bin",
+        "%data%/link",
+        "%data%/pipe",
+    }
     assert (res.new, res.hashed_files, res.problems) == (8, 3, [])
     recs = {r.path: r for r in db.all_records()}
     assert recs["%data%/link"].kind is Kind.SYMLINK and recs["%data%/link"].target == "a.txt"
@@ -198,7 +206,8 @@ def test_scan_of_given_paths_only(tree: Path, db: StateDB) -> None:
     assert res.deleted == 1 and res.changed == 0
     res = Scanner(db, cfg).scan([str(tree / "cache"), "/etc/passwd", "rel/ative"])
     assert [p.message for p in res.problems] == ["not managed by any group of this node"] * 2 + [
-        "path is not absolute: 'rel/ative'"]
+        "path is not absolute: 'rel/ative'"
+    ]
 
 
 def test_no_longer_managed_is_forgotten_not_deleted(tree: Path, db: StateDB) -> None:

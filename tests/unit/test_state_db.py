@@ -16,8 +16,14 @@ from shoal.state.db import StateDB, latest_schema_version
 
 
 def rec(path: str, **kw: object) -> Record:
-    base: dict[str, object] = {"kind": Kind.FILE, "size_bytes": 3, "mode": 0o644, "mtime_ns": 1, "hash": b"h" * 32,
-                               "vector": (("n1", 5),)}
+    base: dict[str, object] = {
+        "kind": Kind.FILE,
+        "size_bytes": 3,
+        "mode": 0o644,
+        "mtime_ns": 1,
+        "hash": b"h" * 32,
+        "vector": (("n1", 5),),
+    }
     base.update(kw)
     return Record(path=path, **base)  # type: ignore[arg-type]
 
@@ -32,8 +38,10 @@ def test_fresh_database_is_wal_strict_and_private(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_schema_version()
         with pytest.raises(sqlite3.IntegrityError):  # STRICT: a text size is refused
-            conn.execute("INSERT INTO records VALUES (x'00', 0, 'big', 0, 0, 0, NULL, NULL, 0, NULL, NULL, 0, "
-                         "x'90', NULL, 0, 1, 0, 0, 0, 1)")
+            conn.execute(
+                "INSERT INTO records VALUES (x'00', 0, 'big', 0, 0, 0, NULL, NULL, 0, NULL, NULL, 0, "
+                "x'90', NULL, 0, 1, 0, 0, 0, 1)"
+            )
     finally:
         conn.close()
 

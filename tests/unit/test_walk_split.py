@@ -92,8 +92,9 @@ def test_split_walk_equals_single_walk(tree: Path, tmp_path: Path, forks: list[i
     assert [p for p, changed in split if changed] == [f"{tree}/d3/s2", f"{tree}/d3/s2/new.txt", f"{tree}/d4"]
 
 
-def test_helper_failure_falls_back_to_one_process(tree: Path, tmp_path: Path, forks: list[int],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_helper_failure_falls_back_to_one_process(
+    tree: Path, tmp_path: Path, forks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = cfg_for(tree)
     parent = os.getpid()
     real_walk = walk.Walker.walk

@@ -30,8 +30,6 @@ as patterns keep their meaning.
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -119,6 +117,8 @@ def _fail(tok: Token, message: str) -> ConfigError:
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
+    import difflib  # only on the error path
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -465,6 +465,8 @@ class _Parser:
         elif word == "action":
             self.action(g)
         elif word == "only-from":
+            import ipaddress  # only where only-from is used
+
             for t in self.values("an address or network", "networks", "only-from"):
                 try:
                     net = ipaddress.ip_network(t.text, strict=False)

@@ -248,21 +248,21 @@ class StateDB:
         for i in range(0, len(keys), _BATCH):
             chunk = keys[i : i + _BATCH]
             marks = ",".join("?" * len(chunk))
-            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE path IN ({marks})", chunk):  # noqa: S608
+            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE path IN ({marks})", chunk):
                 rec = self._record(r)
                 out[rec.path] = rec
         return out
 
     def all_records(self, *, include_deleted: bool = True) -> list[Record]:
         where = "" if include_deleted else " WHERE deleted = 0"
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM records{where} ORDER BY path").fetchall()  # noqa: S608
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM records{where} ORDER BY path").fetchall()
         return [self._record(r) for r in rows]
 
     def records_since(self, seq: int, limit: int = 10_000) -> list[Record]:
         """Records changed after local sequence ``seq``, oldest change first."""
         rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),  # noqa: S608
+            (seq, limit),
         ).fetchall()
         return [self._record(r) for r in rows]
 
@@ -285,7 +285,7 @@ class StateDB:
                 rows.append(self._row(rec, seq))
             self._conn.executemany(
                 f"INSERT OR REPLACE INTO records ({_COLUMNS}, sig) VALUES ({','.join('?' * 20)})",
-                rows,  # noqa: S608
+                rows,
             )
             self._conn.executemany(
                 "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ?, sig = ? WHERE path = ?",
