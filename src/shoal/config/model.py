@@ -8,7 +8,7 @@ messages and never take part in equality, so a printed and re-parsed model compa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 AutoPolicy = Literal["none", "first", "younger", "older", "bigger", "smaller", "left", "right"]
 AUTO_POLICIES: tuple[AutoPolicy, ...] = ("none", "first", "younger", "older", "bigger", "smaller", "left", "right")
@@ -22,8 +22,7 @@ DEFAULT_LOCK_TIMEOUT_S = 12
 DEFAULT_BACKUP_GENERATIONS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class SourcePos:
+class SourcePos(NamedTuple):
     file: str
     line: int
     col: int

@@ -11,7 +11,8 @@ character but ``"`` (spaces, ``@``, ``#``, ``;``, newlines).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 from shoal.errors import ConfigError
 
@@ -72,8 +73,9 @@ CSYNC2_KEYWORDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
+    """One lexeme with its 1-based position (a NamedTuple: a config has thousands of them)."""
+
     kind: Kind
     text: str
     file: str
@@ -101,47 +103,50 @@ class Token:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+_LEXEME = re.compile(
+    r"""(?P<nl>\n)
+      | [ \t\r\f\v]+
+      | \#[^\n]*
+      | (?P<punct>[{}();@])
+      | "(?P<string>[^"]*)"
+      | (?P<open>")
+      | (?P<word>[^ \t\r\n\f\v{}();@"\#]+)""",
+    re.VERBOSE,
+)
+
+
 def tokenize(text: str, file: str) -> list[Token]:
     """Split ``text`` into tokens, ending with one EOF token; raise ConfigError on an open quote."""
     tokens: list[Token] = []
-    i, n = 0, len(text)
+    append = tokens.append
     line, line_start = 1, 0
-    while i < n:
-        c = text[i]
-        if c == "\n":
+    for m in _LEXEME.finditer(text):
+        kind = m.lastgroup
+        if kind is None:
+            continue  # blanks and comments
+        start = m.start()
+        col = start - line_start + 1
+        if kind == "nl":
             line += 1
-            i += 1
-            line_start = i
-        elif c in " \t\r\f\v":
-            i += 1
-        elif c == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c in _PUNCT:
-            tokens.append(Token(_PUNCT[c], c, file, line, i - line_start + 1))
-            i += 1
-        elif c == '"':
-            end = text.find('"', i + 1)
-            col = i - line_start + 1
-            if end < 0:
-                raise ConfigError(f"{file}:{line}:{col}: unterminated quoted string (no closing '\"')")
-            value = text[i + 1 : end]
-            tokens.append(Token(Kind.STRING, value, file, line, col))
+            line_start = start + 1
+        elif kind == "word":
+            word = m.group(kind)
+            stripped = word.rstrip(":")
+            if stripped:
+                append(Token(Kind.WORD, stripped, file, line, col))
+            for k in range(len(stripped), len(word)):
+                append(Token(Kind.COLON, ":", file, line, col + k))
+        elif kind == "punct":
+            c = m.group(kind)
+            append(Token(_PUNCT[c], c, file, line, col))
+        elif kind == "string":
+            value = m.group(kind)
+            append(Token(Kind.STRING, value, file, line, col))
             newlines = value.count("\n")
             if newlines:
                 line += newlines
-                line_start = i + 1 + value.rindex("\n") + 1
-            i = end + 1
-        else:
-            start = i
-            while i < n and text[i] not in WORD_BREAKS:
-                i += 1
-            word = text[start:i]
-            col = start - line_start + 1
-            stripped = word.rstrip(":")
-            if stripped:
-                tokens.append(Token(Kind.WORD, stripped, file, line, col))
-            for k in range(len(stripped), len(word)):
-                tokens.append(Token(Kind.COLON, ":", file, line, col + k))
-    tokens.append(Token(Kind.EOF, "", file, line, n - line_start + 1))
+                line_start = start + 1 + value.rindex("\n") + 1
+        else:  # an opening quote with no closing one
+            raise ConfigError(f"{file}:{line}:{col}: unterminated quoted string (no closing '\"')")
+    append(Token(Kind.EOF, "", file, line, len(text) - line_start + 1))
     return tokens
