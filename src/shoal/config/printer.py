@@ -41,12 +41,12 @@ def _group(g: GroupSpec) -> list[str]:
         out.append(f"    key {quote(g.key)};")
     for r in g.rules:
         out.append(f"    {r.kind} {quote(r.pattern)};")
-    if g.auto is not None:
-        out.append(f"    auto {g.auto};")
-    if g.backup_directory is not None:
-        out.append(f"    backup-directory {quote(g.backup_directory)};")
-    if g.backup_generations is not None:
-        out.append(f"    backup-generations {g.backup_generations};")
+    singles: list[tuple[str, str | None]] = [
+        ("auto", g.auto),
+        ("backup-directory", None if g.backup_directory is None else quote(g.backup_directory)),
+        ("backup-generations", None if g.backup_generations is None else str(g.backup_generations)),
+    ]
+    out += [f"    {keyword} {value};" for keyword, value in singles if value is not None]
     for a in g.actions:
         out.append("    action {")
         if a.patterns:
@@ -60,12 +60,12 @@ def _group(g: GroupSpec) -> list[str]:
         elif a.do_local:
             out.append("        do-local;")
         out.append("    }")
-    if g.interval_ms is not None:
-        out.append(f"    interval {_duration(g.interval_ms)};")
-    if g.watch is not None:
-        out.append(f"    watch {'on' if g.watch else 'off'};")
-    if g.delay_ms is not None:
-        out.append(f"    delay {_duration(g.delay_ms)};")
+    extensions: list[tuple[str, str | None]] = [
+        ("interval", None if g.interval_ms is None else _duration(g.interval_ms)),
+        ("watch", None if g.watch is None else ("on" if g.watch else "off")),
+        ("delay", None if g.delay_ms is None else _duration(g.delay_ms)),
+    ]
+    out += [f"    {keyword} {value};" for keyword, value in extensions if value is not None]
     if g.only_from:
         out.append("    only-from " + " ".join(g.only_from) + ";")
     for fp in g.fingerprints:
@@ -77,20 +77,18 @@ def _group(g: GroupSpec) -> list[str]:
 def render(cfg: ConfigSpec) -> str:
     """The whole model as one config file (includes and fragments already merged into it)."""
     out: list[str] = []
-    if cfg.port is not None:
-        out.append(f"port {cfg.port};")
-    if cfg.default_key is not None:
-        out.append(f"key {quote(cfg.default_key)};")
-    if cfg.tls_dir is not None:
-        out.append(f"tls-dir {quote(cfg.tls_dir)};")
-    if cfg.metrics_listen is not None:
-        out.append(f"metrics-listen {quote(cfg.metrics_listen)};")
-    if cfg.database is not None:
-        out.append(f"database {quote(cfg.database)};")
-    if cfg.tempdir is not None:
-        out.append(f"tempdir {quote(cfg.tempdir)};")
-    if cfg.lock_timeout_s is not None:
-        out.append(f"lock-timeout {cfg.lock_timeout_s};")
+    settings: list[tuple[str, str | int | None]] = [
+        ("port", cfg.port),
+        ("key", cfg.default_key),
+        ("tls-dir", cfg.tls_dir),
+        ("metrics-listen", cfg.metrics_listen),
+        ("database", cfg.database),
+        ("tempdir", cfg.tempdir),
+        ("lock-timeout", cfg.lock_timeout_s),
+    ]
+    for keyword, value in settings:
+        if value is not None:
+            out.append(f"{keyword} {value if isinstance(value, int) else quote(value)};")
     if cfg.no_cygwin_lowercase:
         out.append("no-cygwin-lowercase;")
     if cfg.ignore:

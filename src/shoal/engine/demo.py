@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from shoal.cli.config_cmd import describe_group
+from shoal.config.describe import describe_group
 from shoal.fs.config_source import load_node_config
 from shoal.fs.keyfile import write_key_file
 from shoal.fs.scan import Scanner

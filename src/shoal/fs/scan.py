@@ -62,31 +62,26 @@ class ScanResult:
 
 
 class _Names:
-    """uid/gid -> name, cached."""
+    """uid/gid -> name, cached; "" where the id has no name here."""
 
     def __init__(self) -> None:
-        self._users: dict[int, str] = {}
-        self._groups: dict[int, str] = {}
+        self._cache: dict[tuple[str, int], str] = {}
+
+    def _lookup(self, kind: str, ident: int) -> str:
+        name = self._cache.get((kind, ident))
+        if name is None:
+            try:
+                name = pwd.getpwuid(ident).pw_name if kind == "user" else grp.getgrgid(ident).gr_name
+            except KeyError:
+                name = ""
+            self._cache[kind, ident] = name
+        return name
 
     def user(self, uid: int) -> str:
-        name = self._users.get(uid)
-        if name is None:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = ""
-            self._users[uid] = name
-        return name
+        return self._lookup("user", uid)
 
     def group(self, gid: int) -> str:
-        name = self._groups.get(gid)
-        if name is None:
-            try:
-                name = grp.getgrgid(gid).gr_name
-            except KeyError:
-                name = ""
-            self._groups[gid] = name
-        return name
+        return self._lookup("group", gid)
 
 
 class Scanner:
