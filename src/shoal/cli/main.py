@@ -23,6 +23,10 @@ COMMANDS = {
     "config": ("shoal.cli.config_cmd", "config_group", "Inspect the configuration."),
     "check": ("shoal.cli.check_cmd", "check", "Scan the managed roots and record local changes."),
     "ls": ("shoal.cli.ls_cmd", "ls", "List the records of this node."),
+    "sync": ("shoal.cli.sync_cmd", "sync", "Scan, then exchange changes with every reachable peer."),
+    "daemon": ("shoal.cli.daemon_cmd", "daemon", "Serve peers in the foreground until SIGTERM."),
+    "pending": ("shoal.cli.pending_cmd", "pending", "Show what each peer has not taken yet, and conflicts."),
+    "trust": ("shoal.cli.trust_cmd", "trust", "Forget a peer's pinned certificate fingerprint."),
     "demo": ("shoal.cli.demo_cmd", "demo", "Lay out a 3-node cluster in a temporary directory and walk through it."),
 }
 

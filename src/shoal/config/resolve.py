@@ -89,6 +89,8 @@ class NodeConfig:
     tls_dir: str | None
     metrics_listen: str | None
     files: tuple[str, ...]
+    listen_address: str = "0.0.0.0"  # noqa: S104 (all interfaces unless this node's host entry names one)
+    listen_port: int = DEFAULT_PORT
 
     def matcher(self) -> Matcher:
         return Matcher([(g.name, g.rules) for g in self.groups])
@@ -255,7 +257,10 @@ def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe) -> NodeConfig:
         )
     if errors:
         raise ConfigError("\n".join(errors))
+    me = next(h for g in cfg.groups for h in g.hosts if h.name == node)
     return NodeConfig(
+        listen_address=me.address or "0.0.0.0",  # noqa: S104
+        listen_port=me.port or cfg.port or DEFAULT_PORT,
         node=node,
         groups=tuple(groups),
         prefixes=tuple(sorted(prefixes.items())),

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from shoal.config.resolve import NodeConfig
+from shoal.fs.apply import STALE_TMP_S
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.walk import Candidate, Problem, Walker, WalkTally, fsdecode
 from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
@@ -153,6 +154,7 @@ class Scanner:
             self._settle(pending, pool, start_ns, res, changes, refreshes)
         res.unchanged += tally.unchanged
         res.problems += tally.problems
+        _remove_stale(tally.temp_files)
         incomplete = tally.incomplete
         for root in roots:
             if full and not os.path.lexists(root) and self._has_live_records(index, root):
@@ -338,3 +340,14 @@ class Scanner:
             res.changed_paths.append(old.path)
         res.forgotten += len(forget)
         return forget
+
+
+def _remove_stale(temp_files: list[str], older_than_s: float = STALE_TMP_S) -> None:
+    """Temp files left by a transfer that was killed midway; recent ones may belong to a live transfer."""
+    limit_ns = time.time_ns() - int(older_than_s * 1e9)
+    for path in temp_files:
+        try:
+            if os.lstat(path).st_mtime_ns < limit_ns:
+                os.unlink(path)
+        except OSError:
+            continue

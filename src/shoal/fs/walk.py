@@ -69,11 +69,13 @@ class WalkTally:
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  #: subtrees not fully seen: never tombstoned
+    temp_files: list[str] = field(default_factory=list)  #: shoal's own temp files met on the way
 
     def add(self, other: WalkTally) -> None:
         self.unchanged += other.unchanged
         self.problems += other.problems
         self.incomplete += other.incomplete
+        self.temp_files += other.temp_files
 
 
 class Walker:
@@ -160,6 +162,9 @@ class Walker:
             with it:
                 for entry in it:
                     name = entry.name
+                    if name.startswith(b".shoal-tmp."):  # a transfer in progress (or a stale one)
+                        tally.temp_files.append(prefix + dec(name))
+                        continue
                     try:
                         if rule is True or (rule is not False and rule(dec(name))):
                             st = entry.stat(follow_symlinks=False)

@@ -95,3 +95,16 @@ def load_identity(directory: str) -> Identity:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     node = str(attrs[0].value) if attrs else ""
     return Identity(node, fingerprint_of(cert.public_bytes(serialization.Encoding.DER)), key_path, cert_path)
+
+
+def load_private_key(ident: Identity) -> ed25519.Ed25519PrivateKey:
+    with open(ident.key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise IdentityError(f"{ident.key_path} is not an Ed25519 key")
+    return key
+
+
+def load_cert_der(ident: Identity) -> bytes:
+    with open(ident.cert_path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)

@@ -321,6 +321,60 @@ class StateDB:
                 (self._node_id(peer), acked_seq, received_seq),
             )
 
+    def db_id(self) -> str:
+        return str(self.get_meta("db_id"))
+
+    def pin(self, peer: str) -> str | None:
+        """The certificate fingerprint pinned for ``peer``, if any."""
+        node_id = self._node_ids.get(peer)
+        if node_id is None:
+            return None
+        row = self._conn.execute("SELECT fingerprint FROM peers WHERE node_id = ?", (node_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_pin(self, peer: str, fingerprint: str, now_ns: int) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO peers (node_id, fingerprint, pinned_at_ns) VALUES (?, ?, ?) ON CONFLICT (node_id) "
+                "DO UPDATE SET fingerprint = excluded.fingerprint, pinned_at_ns = excluded.pinned_at_ns",
+                (self._node_id(peer), fingerprint, now_ns),
+            )
+
+    def reset_pin(self, peer: str) -> bool:
+        """Forget ``peer``'s pinned fingerprint (``shoal trust --reset``); True if one was pinned."""
+        had = self.pin(peer) is not None
+        node_id = self._node_ids.get(peer)
+        if node_id is not None:
+            with self._write():
+                self._conn.execute("UPDATE peers SET fingerprint = NULL, pinned_at_ns = NULL WHERE node_id = ?",
+                                   (node_id,))
+        return had
+
+    def forget_watermarks(self, peer: str) -> None:
+        """The peer's database was replaced: read its whole index again."""
+        acked, _ = self.watermarks(peer)
+        self.set_watermarks(peer, acked, 0)
+
+    def record_conflict(self, path: str, peer: str, record: bytes, now_ns: int) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO conflicts (path, peer, record, detected_ns) VALUES (?, ?, ?, ?)",
+                (_encode_path(path), peer, record, now_ns),
+            )
+
+    def clear_conflicts(self, paths: Iterable[str]) -> None:
+        with self._write():
+            self._conn.executemany("DELETE FROM conflicts WHERE path = ?", [(_encode_path(p),) for p in paths])
+
+    def conflicts(self) -> list[tuple[str, str, bytes, int]]:
+        """(path, peer, peer's record, detected_ns) for every open conflict."""
+        rows = self._conn.execute("SELECT path, peer, record, detected_ns FROM conflicts ORDER BY path, peer")
+        return [(_decode_path(r[0]), r[1], r[2], r[3]) for r in rows.fetchall()]
+
+    def peer_names(self) -> list[str]:
+        rows = self._conn.execute("SELECT n.name FROM peers p JOIN nodes n ON n.id = p.node_id ORDER BY n.name")
+        return [r[0] for r in rows.fetchall()]
+
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _write(self) -> _WriteTxn:

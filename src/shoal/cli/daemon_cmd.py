@@ -1,0 +1,33 @@
+"""``shoal daemon``: serve peers in the foreground (systemd-friendly)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from shoal.cli.context import AppContext
+
+
+@click.command("daemon")
+@click.option("--listen", metavar="ADDR:PORT", help="Listen here instead of this node's host entry address.")
+@click.pass_obj
+def daemon(app: AppContext, listen: str | None) -> int:
+    """Serve peers until SIGTERM (in-flight transfers finish first)."""
+    from shoal.engine.daemon import serve
+    from shoal.engine.replica import Replica
+
+    cfg = app.node_config()
+    host, port = None, None
+    if listen:
+        host, _, port_text = listen.rpartition(":")
+        port = int(port_text)
+
+    async def main() -> int:
+        replica = await Replica.open(cfg, app.state_dir)
+        try:
+            return await serve(replica, host=host or None, port=port)
+        finally:
+            await replica.close()
+
+    return asyncio.run(main())

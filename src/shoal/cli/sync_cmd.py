@@ -1,0 +1,82 @@
+"""``shoal sync``: scan, then exchange with every reachable peer in parallel; a summary at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from shoal.cli.context import AppContext
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+@click.command("sync")
+@click.argument("paths", nargs=-1)
+@click.option("--peer", "peers", multiple=True, metavar="P", help="Only this peer (repeatable).")
+@click.option("--group", "groups", multiple=True, metavar="G", help="Only peers of this group (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Change nothing; show what pulling would change here.")
+@click.option("--push-only", is_flag=True, help="Let peers take our changes; take none of theirs.")
+@click.pass_obj
+def sync(app: AppContext, paths: tuple[str, ...], peers: tuple[str, ...], groups: tuple[str, ...], dry_run: bool,
+         push_only: bool) -> int:
+    """Scan local changes (or only PATHs), then exchange with every reachable peer."""
+    from shoal.engine.replica import Replica
+    from shoal.engine.sync import sync_once
+
+    cfg = app.node_config()
+    unknown = [p for p in peers if p not in cfg.peers()]
+    if unknown:
+        raise click.UsageError(f"not a peer of this node: {', '.join(unknown)}")
+    tty = sys.stdout.isatty()
+
+    async def main() -> object:
+        replica = await Replica.open(cfg, app.state_dir)
+        try:
+            if tty:
+                from rich.console import Console
+
+                with Console().status(f"syncing with {len(peers) or len(cfg.peers())} peer(s)..."):
+                    return await sync_once(replica, paths=paths or None, peers=peers or None,
+                                           groups=groups or None, dry_run=dry_run, push_only=push_only)
+            return await sync_once(replica, paths=paths or None, peers=peers or None, groups=groups or None,
+                                   dry_run=dry_run, push_only=push_only)
+        finally:
+            await replica.close()
+
+    from shoal.engine.sync import SyncReport
+
+    report = asyncio.run(main())
+    assert isinstance(report, SyncReport)
+    if report.scan is not None and (report.scan.recorded or app.verbose):
+        s = report.scan
+        click.echo(f"local: {s.new} new, {s.changed} changed, {s.metadata} metadata, {s.deleted} deleted")
+    reasons: list[str] = []
+    for sess in report.sessions:
+        if sess.error:
+            click.echo(f"{sess.peer}: failed: {sess.error}")
+            reasons.append(f"{sess.peer}: {sess.error}")
+            continue
+        click.echo(f"{sess.peer}: received {sess.files_in} files ({_size(sess.bytes_in)}), {sess.deleted_in} "
+                   f"deletions; sent {sess.files_out} files ({_size(sess.bytes_out)})")
+        for path in sess.would_change:
+            click.echo(f"  would apply: {path}")
+        for path in sess.conflicts:
+            click.echo(f"  conflict: {path} (changed here and on {sess.peer}; both versions kept)")
+            reasons.append(f"conflict on {path} with {sess.peer}")
+        for problem in sess.problems:
+            click.echo(f"  problem: {problem}")
+            reasons.append(problem)
+    for name, why in sorted(report.unreachable.items()):
+        click.echo(f"{name}: unreachable: {why}")
+    if reasons:
+        click.echo(f"not converged: {len(reasons)} problem(s)", err=True)
+        return 1
+    return 0

@@ -1,0 +1,75 @@
+"""``shoal daemon``: serve peers until told to stop (watching and schedules arrive with live mode).
+
+Owns: the listener, one task per peer session, and a graceful stop: SIGTERM or SIGINT stops accepting,
+lets running sessions finish their batch (up to a grace period), and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from shoal.engine.exchange import Exchange
+from shoal.engine.handshake import server_handshake
+from shoal.engine.replica import Replica
+from shoal.errors import ShoalError
+from shoal.net.transport import Channel, Listener, PeerClosed, PeerTimeout, address_allowed, server_context
+from shoal.proto.errors import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 20.0
+
+
+async def serve(replica: Replica, *, host: str | None = None, port: int | None = None,
+                ready: asyncio.Event | None = None) -> int:
+    cfg = replica.cfg
+    sessions: set[asyncio.Task[None]] = set()
+
+    async def handle(ch: Channel) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task)
+        try:
+            auth = await server_handshake(replica, ch)
+            if auth is None:
+                return
+            report = await Exchange(replica, ch, auth, client=False, pull=True).run()
+            if report.error:
+                log.warning("session with %s ended: %s", auth.peer, report.error)
+            log.info("session with %s: %d files in, %d out, %d deleted, %d conflicts", auth.peer, report.files_in,
+                     report.files_out, report.deleted_in, len(report.conflicts))
+        except (RemoteProtocolError, PeerClosed, PeerTimeout) as e:
+            log.warning("session with %s failed: %s", ch.peer_address, e)
+        except ShoalError as e:
+            log.warning("session with %s failed: %s", ch.peer_address, e)
+        finally:
+            sessions.discard(task)
+
+    def allowed(address: str) -> bool:
+        return any(not g.only_from or address_allowed(address, g.only_from) for g in cfg.groups)
+
+    listener = Listener(host or cfg.listen_address, port or cfg.listen_port,
+                        server_context(replica.ident.cert_path, replica.ident.key_path), handle, allowed)
+    await listener.start()
+    log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopping: %d session(s) in flight", len(sessions))
+        await listener.stop_accepting()
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*sessions, return_exceptions=True), GRACE_S)
+        await listener.close()
+    return 0

@@ -1,0 +1,561 @@
+"""One authenticated session: each side pulls the other's changes, and serves the other's pulls.
+
+Owns: turning index batches into decisions, content requests and applied changes (the puller), and
+answering index and content requests (the responder). Must not: parse frames or speak TLS (net/), or
+decide conflicts beyond reconcile's verdict (model/).
+
+Puller, per index batch: keep the records whose path one of the authenticated groups manages here,
+reconcile each against ours, re-check the disk for the ones to apply (a path that changed since our
+last scan is rescanned first, so a local edit becomes a conflict instead of being overwritten), then
+apply in a safe order (deletions deepest first, directories top down, then files and special files),
+commit the batch durably, store the records (with our own sequence numbers: that is what forwards them
+to our other peers), advance the watermark and acknowledge. A record that could not be applied holds
+the watermark back, so it is offered again next time.
+
+Content: files up to ``INLINE_MAX`` ride inline in the index batch; larger ones are requested, many at
+a time, and come whole or, for a large file we hold an older version of, as a chunk delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from shoal.engine.handshake import Authenticated
+from shoal.engine.replica import Replica
+from shoal.fs.apply import ApplyError, FileWriter, Staged, Tree, disk_matches
+from shoal.fs.scan import Scanner
+from shoal.model.paths import UnsafePath
+from shoal.model.reconcile import Action, merged_vector, reconcile
+from shoal.model.records import Kind, Record
+from shoal.net.transport import Channel, PeerClosed
+from shoal.proto import messages as m
+from shoal.state.db import StateDB
+from shoal.transfer import delta
+
+log = logging.getLogger(__name__)
+
+INLINE_MAX = 64 << 10
+INDEX_PAGE = 1000
+MAX_IN_FLIGHT = 256  #: content requests outstanding at once
+
+
+@dataclass
+class SessionReport:
+    peer: str
+    files_in: int = 0
+    bytes_in: int = 0
+    files_out: int = 0
+    bytes_out: int = 0
+    deleted_in: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here
+    error: str | None = None
+
+
+def to_record(w: m.WireRecord) -> Record:
+    return Record(path=w.path, kind=Kind(w.kind), size_bytes=w.size, mode=w.mode, uid=w.uid, gid=w.gid, user=w.user,
+                  group=w.group, mtime_ns=w.mtime_ns, hash=w.hash, target=w.target, rdev=w.rdev,
+                  vector=tuple(sorted((n, c) for n, c in w.vector)), base=w.base, deleted=w.deleted)
+
+
+def to_wire(r: Record) -> m.WireRecord:
+    return m.WireRecord(r.path, int(r.kind), r.size_bytes, r.mode, r.uid, r.gid, r.user, r.group, r.mtime_ns,
+                        r.hash, r.target, r.rdev, [list(e) for e in r.vector], r.base, r.deleted, r.seq)  # type: ignore[misc]
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
+
+
+class Exchange:
+    def __init__(self, replica: Replica, ch: Channel, auth: Authenticated, *, client: bool, pull: bool,
+                 dry_run: bool = False) -> None:
+        self.r = replica
+        self.ch = ch
+        self.auth = auth
+        self.client = client
+        self.pull_enabled = pull and auth.peer_offers and not replica.peer_is_slave(auth.peer, auth.groups)
+        self.dry_run = dry_run
+        self.report = SessionReport(auth.peer)
+        self.matcher = replica.matcher_for(auth.groups)
+        self.roots = self.matcher.roots()
+        self._responses: asyncio.Queue[m.Message] = asyncio.Queue()
+        self._requests: asyncio.Queue[m.Message | None] = asyncio.Queue()
+        self._peer_done = asyncio.Event()
+        self._bye = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._close_reason: str | None = None
+
+    # -- session lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> SessionReport:
+        reader = asyncio.create_task(self._read_loop(), name=f"read-{self.auth.peer}")
+        responder = asyncio.create_task(self._respond_loop(), name=f"respond-{self.auth.peer}")
+        try:
+            if self.pull_enabled:
+                await self._pull()
+            await self.ch.send(m.PullDone())
+            if self.client:
+                await self._wait_for(self._peer_done)
+                await self.ch.send(m.Bye("done"))
+            else:
+                await self._wait_for(self._bye)
+        except (PeerClosed, OSError) as e:
+            if not (self._bye.is_set() and not self.client):
+                self.report.error = str(e)
+        finally:
+            self._requests.put_nowait(None)
+            for t in (reader, responder):
+                t.cancel()
+            for t in (reader, responder):
+                with contextlib.suppress(BaseException):
+                    await t
+        return self.report
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        reader_failed = asyncio.create_task(self._closed.wait())
+        waiter = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait({reader_failed, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (reader_failed, waiter):
+                t.cancel()
+        if not event.is_set():
+            raise PeerClosed(self._close_reason or f"{self.auth.peer} went away")
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                msg = await self.ch.recv()
+                if isinstance(msg, m.IndexBatch | m.ContentData | m.ContentCopy | m.ContentEnd):
+                    self._responses.put_nowait(msg)
+                elif isinstance(msg, m.PullDone):
+                    self._peer_done.set()
+                elif isinstance(msg, m.Bye):
+                    self._bye.set()
+                    return
+                else:
+                    self._requests.put_nowait(msg)
+        except Exception as e:  # handed to whoever waits: the session is over
+            self._fail(str(e))
+        finally:
+            self._closed.set()
+
+    async def _next_response(self) -> m.Message:
+        msg = await self._responses.get()
+        if isinstance(msg, m.Bye):
+            raise PeerClosed(msg.reason)
+        return msg
+
+    # -- responder -----------------------------------------------------------------------------------
+
+    async def _respond_loop(self) -> None:
+        try:
+            await self._respond()
+        except (PeerClosed, OSError) as e:
+            self._fail(str(e))
+        except Exception as e:
+            log.exception("serving %s failed", self.auth.peer)
+            self._fail(f"internal error while serving {self.auth.peer}: {e}")
+
+    def _fail(self, reason: str) -> None:
+        """End the session: wake every waiter with ``reason``."""
+        self._close_reason = self._close_reason or reason
+        self._responses.put_nowait(m.Bye(reason))
+        self._closed.set()
+
+    async def _respond(self) -> None:
+        while True:
+            msg = await self._requests.get()
+            if msg is None:
+                return
+            if isinstance(msg, m.IndexRequest):
+                await self._serve_index(msg)
+            elif isinstance(msg, m.ContentRequest):
+                await self._serve_content(msg)
+            elif isinstance(msg, m.Ack):
+                await self.r.db(_set_acked(self.auth.peer, msg.upto))
+
+    def _shared(self, logical: str) -> str | None:
+        """The real path of ``logical`` if the peer may see it here, else None."""
+        real = self.r.pmap.to_real_safe(logical)
+        if real is None or not self.matcher.is_managed(real):
+            return None
+        return real
+
+    async def _serve_index(self, req: m.IndexRequest) -> None:
+        since = req.since
+        last = await self.r.db(lambda db: db.last_seq())
+        if since > last:
+            since = 0  # the peer's watermark is from before our database was replaced
+        while True:
+            page = await self.r.db(_page(since))
+            shared = [(rec, real) for rec in page if (real := self._shared(rec.path)) is not None]
+            inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
+            upto = page[-1].seq if page else last
+            more = len(page) == INDEX_PAGE
+            await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, upto, more))
+            self.report.files_out += sum(1 for x in inline if x is not None)
+            self.report.bytes_out += sum(len(x) for x in inline if x is not None)
+            if not more:
+                return
+            since = upto
+
+    def _read_inline(self, shared: list[tuple[Record, str]], limit: int) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for rec, real in shared:
+            data = None
+            if rec.kind is Kind.FILE and not rec.deleted and rec.size_bytes <= limit and not self._echo(rec):
+                with contextlib.suppress(OSError):
+                    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    try:
+                        data = os.read(fd, rec.size_bytes + 1)
+                    finally:
+                        os.close(fd)
+                if data is not None and len(data) != rec.size_bytes:
+                    data = None  # changed since it was recorded; the peer will ask for it
+            out.append(data)
+        return out
+
+    def _echo(self, rec: Record) -> bool:
+        """The peer made this version itself: it has the content already."""
+        return bool(rec.vector) and max(rec.vector, key=lambda e: e[1])[0] == self.auth.peer
+
+    async def _serve_content(self, req: m.ContentRequest) -> None:
+        real = self._shared(req.path)
+        if real is None:
+            self.report.refused.append(req.path)
+            await self.ch.send(m.ContentEnd(req.id, "not shared with you"))
+            return
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}"))
+            return
+        try:
+            pieces: Iterator[delta.Literal | delta.Reference] = delta.plan(fd, set(req.have))
+            while True:
+                piece = await asyncio.to_thread(next, pieces, None)
+                if piece is None:
+                    break
+                if isinstance(piece, delta.Literal):
+                    await self.ch.send(m.ContentData(req.id, piece.data))
+                    self.report.bytes_out += len(piece.data)
+                else:
+                    await self.ch.send(m.ContentCopy(req.id, piece.digest, piece.length))
+            self.report.files_out += 1
+            await self.ch.send(m.ContentEnd(req.id, None))
+        except OSError as e:
+            await self.ch.send(m.ContentEnd(req.id, f"read error: {e.strerror}"))
+        finally:
+            os.close(fd)
+
+    # -- puller --------------------------------------------------------------------------------------
+
+    async def _pull(self) -> None:
+        peer = self.auth.peer
+        known_db = await self.r.db(lambda db: db.get_meta(f"peer_db_id:{peer}"))
+        if known_db != self.auth.peer_db_id:
+            await self.r.db(_new_peer_db(peer, self.auth.peer_db_id))
+        since = (await self.r.db(lambda db: db.watermarks(peer)))[1]
+        await self.ch.send(m.IndexRequest(since, INLINE_MAX))
+        held = False  # a record could not be applied: do not move the watermark past it
+        while True:
+            batch = await self._next_response()
+            if not isinstance(batch, m.IndexBatch):
+                raise PeerClosed(f"{peer} answered an index request with {type(batch).__name__}")
+            failed_seq = await self._apply_batch(batch)
+            if not self.dry_run:
+                if failed_seq is not None:
+                    held = True
+                    await self.r.db(_set_received(peer, failed_seq - 1))
+                elif not held:
+                    await self.r.db(_set_received(peer, batch.upto))
+                    await self.ch.send(m.Ack(batch.upto))
+            if not batch.more:
+                return
+
+    async def _apply_batch(self, batch: m.IndexBatch) -> int | None:
+        """Apply one batch; return the lowest peer sequence number that could not be applied, if any."""
+        items: list[tuple[Record, str, bytes | None, int]] = []
+        for w, data in zip(batch.records, batch.inline, strict=True):
+            try:
+                rec = to_record(w)
+                real = self.r.pmap.to_real(rec.path)
+            except (UnsafePath, ValueError) as e:
+                self._refuse(w.path, str(e))
+                continue
+            if not self.matcher.is_managed(real):
+                self._refuse(w.path, "not managed by a group shared with this peer")
+                continue
+            items.append((rec, real, data, w.seq))
+        if not items:
+            return None
+        locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
+        # Paths whose disk no longer matches our record are rescanned first.
+        stale = [real for rec, real, _, _ in items
+                 if reconcile(locals_.get(rec.path), rec).action is Action.APPLY
+                 and not disk_matches(real, locals_.get(rec.path))]
+        if stale and not self.dry_run:
+            await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale))
+            locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
+        return await self._execute(items, locals_)
+
+    def _refuse(self, path: str, why: str) -> None:
+        self.report.refused.append(path)
+        log.warning("refused %s from %s: %s", path, self.auth.peer, why)
+
+    async def _execute(self, items: list[tuple[Record, str, bytes | None, int]],
+                       locals_: dict[str, Record]) -> int | None:
+        failed: list[int] = []
+        to_store: list[tuple[Record, str, Record | None]] = []  # (record, real, expect) applied or merged
+        conflicts: list[tuple[Record, int]] = []
+        deletes, dirs, files, specials = [], [], [], []
+        for rec, real, data, seq in items:
+            local = locals_.get(rec.path)
+            decision = reconcile(local, rec)
+            if decision.action is Action.IGNORE:
+                continue
+            if decision.action is Action.CONFLICT:
+                conflicts.append((rec, seq))
+                continue
+            if self.dry_run:
+                self.report.would_change.append(f"{decision.reason}: {rec.path}")
+                continue
+            if decision.action is Action.MERGE:
+                merged = rec if decision.take_metadata or local is None else local
+                to_store.append((_with_vector(merged, merged_vector(local, rec)), real, None))
+                continue
+            if rec.deleted:
+                deletes.append((rec, real, local, seq))
+            elif rec.kind is Kind.DIR:
+                dirs.append((rec, real, local, seq))
+            elif rec.kind is Kind.FILE:
+                files.append((rec, real, local, seq, data))
+            else:
+                specials.append((rec, real, local, seq))
+        tree = Tree(self.roots, self.r.cfg.ignore)
+        applied: list[tuple[Record, str, Record | None]] = []
+        try:
+            for rec, real, local, seq in sorted(deletes, key=lambda x: -_depth(x[1])):
+                try:
+                    tree.delete(real, local)
+                    applied.append((rec, real, local))
+                    self.report.deleted_in += 1
+                except (ApplyError, UnsafePath) as e:
+                    self._problem(str(e), seq, failed)
+            for rec, real, local, seq in sorted(dirs, key=lambda x: _depth(x[1])):
+                try:
+                    tree.make_dir(real, rec, local)
+                    applied.append((rec, real, local))
+                except (ApplyError, UnsafePath, OSError) as e:
+                    self._problem(str(e), seq, failed)
+            staged: list[Staged] = []
+            seqs: dict[str, int] = {}
+            for rec, real, local, seq in specials:
+                try:
+                    staged.append(tree.make_special(real, rec, local))
+                    seqs[real] = seq
+                except (ApplyError, UnsafePath) as e:
+                    self._problem(str(e), seq, failed)
+            staged += await self._receive_files(tree, files, seqs, failed)
+            done, problems = await asyncio.to_thread(tree.commit, staged)
+            for p in problems:
+                self.report.problems.append(p)
+                log.warning("%s (from %s)", p, self.auth.peer)
+            done_reals = {s.real for s in done}
+            failed += [seqs[s.real] for s in staged if s.real not in done_reals]
+            applied += [(s.record, s.real, s.expect) for s in done]
+            for rec, real, _ in applied:
+                if rec.kind is Kind.DIR and not rec.deleted:
+                    tree.set_dir_time(real, rec.mtime_ns)
+            for s in done:
+                if s.record.kind is Kind.FILE:
+                    self.report.files_in += 1
+            to_store += applied
+            stored = [self._observed(rec, real, locals_.get(rec.path)) for rec, real, _ in to_store]
+        finally:
+            tree.close()
+        now = time.time_ns()
+        peer = self.auth.peer
+
+        def store(db: StateDB) -> None:
+            if stored:
+                db.apply_scan(stored)
+            for rec, _ in conflicts:
+                db.record_conflict(rec.path, peer, msgspec.msgpack.encode(to_wire(rec)), now)
+
+        await self.r.db(store)
+        if to_store:
+            await self._restore_parent_times([rec.path for rec, _, _ in to_store])
+        for rec, _ in conflicts:
+            self.report.conflicts.append(rec.path)
+            log.warning("conflict on %s: changed both here and on %s; both versions kept", rec.path, peer)
+        return min(failed) if failed else None
+
+    async def _restore_parent_times(self, paths: list[str]) -> None:
+        """Creating, replacing or deleting an entry changes its directory's mtime: put the recorded
+        mtimes back, deepest directory first (design: directory mtimes must not drift)."""
+        parents = {p[: p.rfind("/")] for p in paths if p.rfind("/") > 0}
+        records = await self.r.db(lambda db: db.get_records(parents))
+        with Tree(self.roots, self.r.cfg.ignore) as tree:
+            for logical in sorted(records, key=_depth, reverse=True):
+                rec = records[logical]
+                real = self.r.pmap.to_real_safe(logical)
+                if real is not None and rec.kind is Kind.DIR and not rec.deleted and self.matcher.is_managed(real):
+                    tree.set_dir_time(real, rec.mtime_ns)
+
+    def _problem(self, message: str, seq: int, failed: list[int]) -> None:
+        self.report.problems.append(message)
+        failed.append(seq)
+        log.warning("%s (from %s)", message, self.auth.peer)
+
+    def _observed(self, rec: Record, real: str, local: Record | None) -> Record:
+        """The record to store for an applied change: the peer's version, as it now is on our disk."""
+        vector = merged_vector(local, rec)
+        if rec.deleted:
+            return _with_vector(rec, vector)
+        try:
+            st = os.lstat(real)
+        except OSError:
+            return _with_vector(rec, vector)
+        return Record(path=rec.path, kind=rec.kind, size_bytes=rec.size_bytes, mode=st.st_mode & 0o7777,
+                      uid=st.st_uid, gid=st.st_gid, user=rec.user, group=rec.group,
+                      mtime_ns=st.st_mtime_ns if rec.kind is not Kind.DIR else rec.mtime_ns, hash=rec.hash,
+                      target=rec.target, rdev=rec.rdev, vector=vector, base=rec.base, ctime_ns=st.st_ctime_ns,
+                      inode=st.st_ino)
+
+    async def _receive_files(self, tree: Tree, files: list[tuple[Record, str, Record | None, int, bytes | None]],
+                             seqs: dict[str, int], failed: list[int]) -> list[Staged]:
+        staged: list[Staged] = []
+        wanted: list[tuple[Record, str, Record | None, int]] = []
+        for rec, real, local, seq, data in files:
+            if data is not None:
+                try:
+                    w = FileWriter(tree, real, rec, local)
+                    w.write(data)
+                    staged.append(w.finish())
+                    seqs[real] = seq
+                    self.report.bytes_in += len(data)
+                except (ApplyError, UnsafePath, OSError) as e:
+                    self._problem(str(e), seq, failed)
+            else:
+                wanted.append((rec, real, local, seq))
+        for i in range(0, len(wanted), MAX_IN_FLIGHT):
+            staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
+        return staged
+
+    async def _fetch(self, tree: Tree, wanted: list[tuple[Record, str, Record | None, int]],
+                     seqs: dict[str, int], failed: list[int]) -> list[Staged]:
+        """Request all of ``wanted`` at once, then take the answers in order."""
+        bases: dict[int, tuple[int, dict[bytes, tuple[int, int]]] | None] = {}
+        for i, (rec, real, local, _) in enumerate(wanted):
+            base = None
+            if local is not None and local.kind is Kind.FILE and not local.deleted \
+                    and local.size_bytes >= delta.DELTA_MIN_BYTES and rec.size_bytes >= delta.DELTA_MIN_BYTES:
+                base = await asyncio.to_thread(_open_base, real)
+            bases[i] = base
+            have = list(base[1]) if base is not None else []
+            await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have))
+        out: list[Staged] = []
+        try:
+            for i, (rec, real, local, seq) in enumerate(wanted):
+                writer: FileWriter | None = None
+                error: str | None = None
+                try:
+                    writer = FileWriter(tree, real, rec, local)
+                except (ApplyError, UnsafePath, OSError) as e:
+                    error = str(e)
+                while True:
+                    msg = await self._next_response()
+                    if not isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd) or msg.id != i:
+                        raise PeerClosed(f"{self.auth.peer} sent content out of order")
+                    if isinstance(msg, m.ContentEnd):
+                        error = error or msg.error
+                        break
+                    if writer is None or error is not None:
+                        continue
+                    try:
+                        if isinstance(msg, m.ContentData):
+                            writer.write(msg.data)
+                            self.report.bytes_in += len(msg.data)
+                        else:
+                            base = bases[i]
+                            where = base[1].get(msg.ref) if base is not None else None
+                            if base is None or where is None or where[1] != msg.length:
+                                error = "the peer referred to a chunk we do not have"
+                                continue
+                            writer.write(os.pread(base[0], where[1], where[0]))
+                    except OSError as e:
+                        error = f"cannot write: {e.strerror}"
+                if writer is not None and error is None:
+                    try:
+                        out.append(writer.finish())
+                        seqs[real] = seq
+                        continue
+                    except ApplyError as e:
+                        error = str(e)
+                if writer is not None:
+                    writer.abort()
+                self._problem(f"{real}: {error}", seq, failed)
+        finally:
+            for base in bases.values():
+                if base is not None:
+                    os.close(base[0])
+        return out
+
+
+def _open_base(real: str) -> tuple[int, dict[bytes, tuple[int, int]]] | None:
+    """Our current copy of a large file, opened, with its chunk map (digest -> offset, length)."""
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return fd, {c.digest: (c.offset, c.length) for c in delta.chunks_of(fd)}
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+
+
+def _with_vector(rec: Record, vector: tuple[tuple[str, int], ...]) -> Record:
+    from dataclasses import replace
+
+    return replace(rec, vector=vector)
+
+
+def _page(since: int) -> Callable[[StateDB], list[Record]]:
+    return lambda db: db.records_since(since, INDEX_PAGE)
+
+
+def _set_acked(peer: str, upto: int) -> Callable[[StateDB], None]:
+    def run(db: StateDB) -> None:
+        db.set_watermarks(peer, max(upto, db.watermarks(peer)[0]), db.watermarks(peer)[1])
+
+    return run
+
+
+def _set_received(peer: str, upto: int) -> Callable[[StateDB], None]:
+    def run(db: StateDB) -> None:
+        acked, received = db.watermarks(peer)
+        db.set_watermarks(peer, acked, max(upto, received))
+
+    return run
+
+
+def _new_peer_db(peer: str, db_id: str) -> Callable[[StateDB], None]:
+    def run(db: StateDB) -> None:
+        db.forget_watermarks(peer)
+        db.set_meta(f"peer_db_id:{peer}", db_id)
+
+    return run

@@ -1,0 +1,105 @@
+"""This node as the sync engine sees it: config, identity, group keys, and the state database.
+
+Owns: the database's writer thread (every DB call of the engine goes through ``db()``, so the one
+connection is only ever used from that thread), and what the node shares with each peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from shoal.config.resolve import GroupView, NodeConfig, Peer
+from shoal.errors import ConfigError
+from shoal.model.paths import PathMap
+from shoal.model.patterns import Matcher
+from shoal.net.identity import Identity, load_cert_der, load_identity, load_private_key
+from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
+
+T = TypeVar("T")
+
+
+@dataclass
+class Replica:
+    cfg: NodeConfig
+    state_dir: str
+    ident: Identity
+    key: ed25519.Ed25519PrivateKey
+    cert_der: bytes
+    group_keys: dict[str, bytes]
+    pmap: PathMap
+
+    def __post_init__(self) -> None:
+        self._exec = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
+        self._db: StateDB | None = None
+
+    @classmethod
+    async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:
+        ensure_state_dir(state_dir)
+        ident = load_identity(state_dir)
+        keys: dict[str, bytes] = {}
+        for g in cfg.groups:
+            try:
+                with open(g.key_path, "rb") as f:
+                    keys[g.name] = f.readline().strip()
+            except OSError as e:
+                raise ConfigError(f"cannot read key file {g.key_path}: {e.strerror}") from None
+        replica = cls(cfg, state_dir, ident, load_private_key(ident), load_cert_der(ident), keys,
+                      PathMap(dict(cfg.prefixes)))
+        await replica.db(lambda _: None)
+        return replica
+
+    async def db(self, fn: Callable[[StateDB], T]) -> T:
+        """Run ``fn(db)`` on the writer thread."""
+
+        def call() -> T:
+            if self._db is None:
+                self._db = StateDB.open(os.path.join(self.state_dir, DB_NAME),
+                                        busy_timeout_s=float(self.cfg.lock_timeout_s))
+            return fn(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._exec, call)
+
+    async def close(self) -> None:
+        def shut(_: StateDB) -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        if self._db is not None:
+            await self.db(shut)
+        self._exec.shutdown(wait=True)
+
+    # -- what is shared with whom -------------------------------------------------------------------
+
+    def groups_with(self, peer: str) -> list[GroupView]:
+        return [g for g in self.cfg.groups if any(p.name == peer for p in g.peers)]
+
+    def group(self, name: str) -> GroupView:
+        return next(g for g in self.cfg.groups if g.name == name)
+
+    def matcher_for(self, groups: list[str]) -> Matcher:
+        return Matcher([(g.name, g.rules) for g in self.cfg.groups if g.name in groups])
+
+    def roots_for(self, groups: list[str]) -> list[str]:
+        return self.matcher_for(groups).roots()
+
+    def peer(self, name: str) -> Peer | None:
+        return self.cfg.peers().get(name)
+
+    def peer_is_slave(self, peer: str, groups: list[str]) -> bool:
+        """A slave's changes are never taken: true when the peer is receive-only in every shared group."""
+        return all(any(p.name == peer and p.slave for p in self.group(g).peers) for g in groups)
+
+    def pinned_in_config(self, peer: str) -> str | None:
+        for g in self.groups_with(peer):
+            for host, fp in g.fingerprints:
+                if host == peer:
+                    return fp
+        return None

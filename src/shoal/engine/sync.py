@@ -1,0 +1,69 @@
+"""One-shot synchronization (``shoal sync``): scan, then exchange with every reachable peer at once.
+
+Owns: choosing peers, dialling them in parallel, and the run's summary. Must not: know message details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from shoal.engine.exchange import Exchange, SessionReport
+from shoal.engine.handshake import client_handshake
+from shoal.engine.replica import Replica
+from shoal.errors import AuthError, ShoalError
+from shoal.fs.scan import Scanner, ScanResult
+from shoal.net.transport import PeerClosed, PeerTimeout, dial
+from shoal.proto.errors import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncReport:
+    scan: ScanResult | None = None
+    sessions: list[SessionReport] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return all(s.error is None and not s.conflicts and not s.problems for s in self.sessions)
+
+
+async def sync_once(replica: Replica, *, paths: Sequence[str] | None = None, peers: Sequence[str] | None = None,
+                    groups: Sequence[str] | None = None, dry_run: bool = False, push_only: bool = False,
+                    on_session: Callable[[SessionReport], None] | None = None) -> SyncReport:
+    report = SyncReport()
+    cfg = replica.cfg
+    if not dry_run:
+        report.scan = await replica.db(lambda db: Scanner(db, cfg).scan(list(paths) if paths else None))
+    targets = sorted(p for p in cfg.peers()
+                     if (peers is None or p in peers)
+                     and (groups is None or any(g.name in groups for g in replica.groups_with(p))))
+
+    async def one(name: str) -> None:
+        peer = cfg.peers()[name]
+        try:
+            ch = await dial(peer.address, peer.port, cfg.uses_tls(name))
+        except (OSError, TimeoutError) as e:
+            report.unreachable[name] = f"cannot connect to {peer.address}:{peer.port}: {e}"
+            return
+        try:
+            auth = await client_handshake(replica, ch, name, offer=not dry_run)
+            session = Exchange(replica, ch, auth, client=True, pull=not push_only, dry_run=dry_run)
+            result = await session.run()
+        except (AuthError, RemoteProtocolError, PeerClosed, PeerTimeout) as e:
+            result = SessionReport(name, error=str(e))
+        except ShoalError as e:
+            result = SessionReport(name, error=str(e))
+        finally:
+            await ch.close()
+        report.sessions.append(result)
+        if on_session is not None:
+            on_session(result)
+
+    await asyncio.gather(*(one(n) for n in targets))
+    report.sessions.sort(key=lambda s: s.peer)
+    return report

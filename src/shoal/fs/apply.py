@@ -1,0 +1,314 @@
+"""Applying remote changes to the local tree: atomically, durably, and never outside the managed roots.
+
+Owns: every write shoal makes to a managed tree. Must not: decide what to apply (engine/ and model/).
+
+Safety. Directories are opened one component at a time with O_NOFOLLOW from ``/``, so a symlink in a
+parent path is refused, and only paths at or below a managed root are accepted. File content is written
+to a temp file (``.shoal-tmp.*``, never recorded by the scanner) in the destination directory, its hash
+checked, owner, mode and mtime set on the open file; the target is re-checked against our record right
+before ``rename`` puts the new version in place, so a concurrent local edit is never overwritten.
+
+Durability, per batch (design.md section 2, step 6): all temp files are written, one ``syncfs`` makes
+their data durable, the renames happen, a second ``syncfs`` makes the directory entries durable; only
+then are records written and the peer acknowledged. A crash at any point leaves either the old or the
+new version at the path, and at worst a stale temp file that the next scan removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import blake3
+
+from shoal.model.paths import UnsafePath, check_path, is_within
+from shoal.model.records import Kind, Record, stat_signature
+
+TMP_PREFIX = ".shoal-tmp."
+STALE_TMP_S = 3600
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def syncfs(fd: int) -> None:
+    """Flush the filesystem holding ``fd`` (one call instead of an fsync per file)."""
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class ApplyError(Exception):
+    """One path could not be applied; the message says why. Nothing was changed at that path."""
+
+
+def disk_matches(real: str, expect: Record | None) -> bool:
+    """Does the disk still hold what ``expect`` says (nothing, for None or a tombstone)?"""
+    try:
+        st = os.lstat(real)
+    except FileNotFoundError:
+        return expect is None or expect.deleted
+    except OSError:
+        return False
+    if expect is None or expect.deleted:
+        return False
+    kind = _kind_of(st.st_mode)
+    return kind is not None and stat_signature(
+        kind, st.st_size if kind is Kind.FILE else 0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+        stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == expect.signature()
+
+
+def _kind_of(mode: int) -> Kind | None:
+    return {stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK, stat.S_IFIFO: Kind.FIFO,
+            stat.S_IFCHR: Kind.CHR, stat.S_IFBLK: Kind.BLK}.get(stat.S_IFMT(mode))
+
+
+@dataclass
+class Staged:
+    """A new version written to a temp file, waiting to be renamed into place."""
+
+    real: str
+    dfd: int
+    tmp: str
+    name: str
+    record: Record
+    expect: Record | None
+
+
+class FileWriter:
+    """Receives the content of one file into a temp file next to its destination."""
+
+    def __init__(self, tree: Tree, real: str, record: Record, expect: Record | None) -> None:
+        self.tree = tree
+        self.real = real
+        self.record = record
+        self.expect = expect
+        parent, self.name = tree.split(real)
+        self.dfd = tree.open_dir(parent, create=True)
+        self.tmp = f"{TMP_PREFIX}{secrets.token_hex(6)}"
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=self.dfd)
+        self.hasher = blake3.blake3()
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hasher.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.written += len(data)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp, dir_fd=self.dfd)
+
+    def finish(self) -> Staged:
+        """Check the content and set metadata; the result goes to ``Tree.commit``."""
+        rec = self.record
+        if self.hasher.digest() != rec.hash or self.written != rec.size_bytes:
+            self.abort()
+            raise ApplyError(f"{self.real}: received content does not match the record's hash")
+        try:
+            self.tree.set_owner_mode(self.fd, rec)
+            os.utime(self.fd, ns=(time.time_ns(), rec.mtime_ns))
+        except OSError as e:
+            self.abort()
+            raise ApplyError(f"{self.real}: cannot set metadata: {e.strerror}") from None
+        os.close(self.fd)
+        return Staged(self.real, self.dfd, self.tmp, self.name, rec, self.expect)
+
+
+class Tree:
+    """The managed trees of this node, as the engine may write them. Close after each batch."""
+
+    def __init__(self, roots: Sequence[str], ignore: Iterable[str] = ()) -> None:
+        self.roots = list(roots)
+        self.ignore = set(ignore)
+        self._fds: dict[str, int] = {}
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self, real: str) -> str:
+        check_path(real)
+        if not any(is_within(real, r) for r in self.roots):
+            raise UnsafePath(f"path is outside every managed root: {real!r}")
+        return real
+
+    def split(self, real: str) -> tuple[str, str]:
+        self.check(real)
+        cut = real.rfind("/")
+        return real[:cut] or "/", real[cut + 1 :]
+
+    def open_dir(self, path: str, create: bool) -> int:
+        """An fd of directory ``path``, reached without following any symlink; missing directories at
+        or below a root are created when ``create``."""
+        fd = self._fds.get(path)
+        if fd is not None:
+            return fd
+        if path == "/":
+            fd = os.open("/", _DIR_FLAGS)
+        else:
+            parent, name = path.rsplit("/", 1)
+            pfd = self.open_dir(parent or "/", create)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            except FileNotFoundError:
+                if not create or not any(is_within(path, r) for r in self.roots):
+                    raise ApplyError(f"{path}: directory does not exist") from None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=pfd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise ApplyError(f"{path}: a symlink or file where a directory should be; refused") from None
+                raise ApplyError(f"{path}: {e.strerror}") from None
+        self._fds[path] = fd
+        return fd
+
+    def set_owner_mode(self, fd: int, rec: Record) -> None:
+        uid = -1 if "uid" in self.ignore else rec.uid
+        gid = -1 if "gid" in self.ignore else rec.gid
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        mode = rec.mode if "mod" not in self.ignore else (0o755 if rec.kind is Kind.DIR else 0o644)
+        os.fchmod(fd, mode)
+
+    # -- whole-batch steps -----------------------------------------------------------------------------
+
+    def commit(self, staged: list[Staged]) -> tuple[list[Staged], list[str]]:
+        """Make staged content durable and rename it into place. Returns (committed, problems)."""
+        problems: list[str] = []
+        done: list[Staged] = []
+        if not staged:
+            return done, problems
+        for fd in {s.dfd for s in staged}:
+            syncfs(fd)
+            break  # one syncfs per filesystem; the trees of a node rarely span several
+        for s in staged:
+            try:
+                self._replace(s.dfd, s.name, s.real, s.expect)
+                os.rename(s.tmp, s.name, src_dir_fd=s.dfd, dst_dir_fd=s.dfd)
+                done.append(s)
+            except (ApplyError, OSError) as e:
+                with contextlib.suppress(OSError):
+                    os.unlink(s.tmp, dir_fd=s.dfd)
+                problems.append(str(e) if isinstance(e, ApplyError) else f"{s.real}: {e.strerror}")
+        if done:
+            syncfs(done[0].dfd)
+        return done, problems
+
+    def _replace(self, dfd: int, name: str, real: str, expect: Record | None) -> None:
+        """Re-check the target against ``expect`` and clear the way for a new entry of any kind."""
+        if not disk_matches(real, expect):
+            raise ApplyError(f"{real}: changed locally since it was last scanned; not replaced")
+        if expect is not None and not expect.deleted and expect.kind is Kind.DIR:
+            try:
+                os.rmdir(name, dir_fd=dfd)
+            except OSError as e:
+                raise ApplyError(f"{real}: directory is not empty; cannot replace it ({e.strerror})") from None
+            self._fds.pop(real, None)
+
+    def make_dir(self, real: str, rec: Record, expect: Record | None) -> None:
+        parent, name = self.split(real)
+        pfd = self.open_dir(parent, create=True)
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+            exists_as_dir = stat.S_ISDIR(st.st_mode)
+        except FileNotFoundError:
+            exists_as_dir = False
+            st = None
+        if st is not None and not exists_as_dir:
+            if not disk_matches(real, expect):
+                raise ApplyError(f"{real}: changed locally since it was last scanned; not replaced")
+            os.unlink(name, dir_fd=pfd)
+        if not exists_as_dir:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = self.open_dir(real, create=False)
+        try:
+            self.set_owner_mode(fd, rec)
+        except OSError as e:
+            raise ApplyError(f"{real}: cannot set metadata: {e.strerror}") from None
+
+    def set_dir_time(self, real: str, mtime_ns: int) -> None:
+        """Directory mtimes go last: creating children changes them."""
+        with contextlib.suppress(ApplyError, OSError):
+            os.utime(self.open_dir(real, create=False), ns=(time.time_ns(), mtime_ns))
+
+    def make_special(self, real: str, rec: Record, expect: Record | None) -> Staged:
+        """A symlink, fifo or device node, made under a temp name (renamed into place by ``commit``)."""
+        parent, name = self.split(real)
+        dfd = self.open_dir(parent, create=True)
+        tmp = f"{TMP_PREFIX}{secrets.token_hex(6)}"
+        try:
+            if rec.kind is Kind.SYMLINK:
+                os.symlink(rec.target or "", tmp, dir_fd=dfd)
+            elif rec.kind is Kind.FIFO:
+                os.mkfifo(tmp, 0o600, dir_fd=dfd)
+            else:
+                dev_type = stat.S_IFCHR if rec.kind is Kind.CHR else stat.S_IFBLK
+                os.mknod(tmp, 0o600 | dev_type, rec.rdev, dir_fd=dfd)
+            uid = -1 if "uid" in self.ignore else rec.uid
+            gid = -1 if "gid" in self.ignore else rec.gid
+            os.chown(tmp, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            if rec.kind is not Kind.SYMLINK:
+                os.chmod(tmp, rec.mode if "mod" not in self.ignore else 0o644, dir_fd=dfd)
+            os.utime(tmp, ns=(time.time_ns(), rec.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise ApplyError(f"{real}: cannot create: {e.strerror}") from None
+        return Staged(real, dfd, tmp, name, rec, expect)
+
+    def delete(self, real: str, expect: Record | None) -> None:
+        """Remove what ``expect`` describes; a directory only when it is empty."""
+        parent, name = self.split(real)
+        try:
+            pfd = self.open_dir(parent, create=False)
+        except ApplyError:
+            return  # the parent is gone already
+        if not disk_matches(real, expect):
+            raise ApplyError(f"{real}: changed locally since it was last scanned; not deleted")
+        if expect is None or expect.deleted:
+            return
+        try:
+            if expect.kind is Kind.DIR:
+                os.rmdir(name, dir_fd=pfd)
+                old = self._fds.pop(real, None)
+                if old is not None:
+                    os.close(old)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise ApplyError(f"{real}: directory still holds unknown content; kept") from None
+            raise ApplyError(f"{real}: cannot delete: {e.strerror}") from None
+
+    def observe(self, real: str) -> os.stat_result | None:
+        try:
+            return os.lstat(real)
+        except OSError:
+            return None

@@ -1,0 +1,17 @@
+-- 0002: what replication needs besides records and watermarks.
+--
+-- Conflicts: a peer's version that could not be reconciled with ours. Both stay where they are (ours
+-- here, theirs on the peer) until a policy or 'shoal resolve' settles it; the row keeps the peer's
+-- record (msgpack of the wire record) so the conflict can be shown and settled later. One row per
+-- (path, peer): a newer conflicting version from the same peer replaces the older row.
+CREATE TABLE conflicts (
+    path        BLOB NOT NULL,
+    peer        TEXT NOT NULL,
+    record      BLOB NOT NULL,
+    detected_ns INTEGER NOT NULL,
+    PRIMARY KEY (path, peer)
+) STRICT, WITHOUT ROWID;
+
+-- A random id for this database, so that a peer can tell when our database was replaced (and our
+-- sequence numbers restarted) and must read our whole index again.
+INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
