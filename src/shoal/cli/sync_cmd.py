@@ -74,6 +74,12 @@ def sync(app: AppContext, paths: tuple[str, ...], peers: tuple[str, ...], groups
         for problem in sess.problems:
             click.echo(f"  problem: {problem}")
             reasons.append(problem)
+        for path in sess.peer_conflicts:
+            click.echo(f"  conflict on {sess.peer}: {path} (changed there and here; both versions kept)")
+            reasons.append(f"conflict on {path} at {sess.peer}")
+        for problem in sess.peer_problems:
+            click.echo(f"  problem on {sess.peer}: {problem}")
+            reasons.append(f"{sess.peer}: {problem}")
     for name, why in sorted(report.unreachable.items()):
         click.echo(f"{name}: unreachable: {why}")
     if reasons:

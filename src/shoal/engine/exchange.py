@@ -60,6 +60,10 @@ class SessionReport:
     refused: list[str] = field(default_factory=list)
     would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here
     error: str | None = None
+    #: what the peer reported when it took our changes
+    peer_applied: int = 0
+    peer_conflicts: list[str] = field(default_factory=list)
+    peer_problems: list[str] = field(default_factory=list)
 
 
 def to_record(w: m.WireRecord) -> Record:
@@ -104,7 +108,8 @@ class Exchange:
         try:
             if self.pull_enabled:
                 await self._pull()
-            await self.ch.send(m.PullDone())
+            rep = self.report
+            await self.ch.send(m.PullDone(rep.files_in + rep.deleted_in, rep.conflicts[:1000], rep.problems[:1000]))
             if self.client:
                 await self._wait_for(self._peer_done)
                 await self.ch.send(m.Bye("done"))
@@ -140,6 +145,9 @@ class Exchange:
                 if isinstance(msg, m.IndexBatch | m.ContentData | m.ContentCopy | m.ContentEnd):
                     self._responses.put_nowait(msg)
                 elif isinstance(msg, m.PullDone):
+                    self.report.peer_applied = msg.applied
+                    self.report.peer_conflicts = list(msg.conflicts)
+                    self.report.peer_problems = list(msg.problems)
                     self._peer_done.set()
                 elif isinstance(msg, m.Bye):
                     self._bye.set()

@@ -29,7 +29,8 @@ class SyncReport:
 
     @property
     def converged(self) -> bool:
-        return all(s.error is None and not s.conflicts and not s.problems for s in self.sessions)
+        return all(s.error is None and not s.conflicts and not s.problems and not s.peer_problems
+                   and not s.peer_conflicts for s in self.sessions)
 
 
 async def sync_once(replica: Replica, *, paths: Sequence[str] | None = None, peers: Sequence[str] | None = None,

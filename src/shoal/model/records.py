@@ -119,10 +119,14 @@ class Record:
         )
 
     def signature(self) -> int:
+        """What the scan index stores: the stat signature, or a marker for tombstones and rechecks."""
         if self.deleted:
             return SIG_DELETED
         if self.recheck:
             return SIG_RECHECK
+        return self.stat_signature()
+
+    def stat_signature(self) -> int:
         return stat_signature(
             self.kind, self.size_bytes, self.mtime_ns, self.ctime_ns, self.inode, self.mode, self.uid, self.gid
         )

@@ -113,7 +113,11 @@ class Ack(msgspec.Struct, tag="ack", frozen=True):
 
 
 class PullDone(msgspec.Struct, tag="pull_done", frozen=True):
-    """I will not ask you for anything more in this session."""
+    """I will not ask you for anything more in this session; what taking your changes gave."""
+
+    applied: int
+    conflicts: list[str]
+    problems: list[str]
 
 
 class Bye(msgspec.Struct, tag="bye", frozen=True):
