@@ -25,8 +25,14 @@ def _size(n: int) -> str:
 @click.option("--dry-run", is_flag=True, help="Change nothing; show what pulling would change here.")
 @click.option("--push-only", is_flag=True, help="Let peers take our changes; take none of theirs.")
 @click.pass_obj
-def sync(app: AppContext, paths: tuple[str, ...], peers: tuple[str, ...], groups: tuple[str, ...], dry_run: bool,
-         push_only: bool) -> int:
+def sync(
+    app: AppContext,
+    paths: tuple[str, ...],
+    peers: tuple[str, ...],
+    groups: tuple[str, ...],
+    dry_run: bool,
+    push_only: bool,
+) -> int:
     """Scan local changes (or only PATHs), then exchange with every reachable peer."""
     from shoal.engine.replica import Replica
     from shoal.engine.sync import sync_once
@@ -44,10 +50,22 @@ def sync(app: AppContext, paths: tuple[str, ...], peers: tuple[str, ...], groups
                 from rich.console import Console
 
                 with Console().status(f"syncing with {len(peers) or len(cfg.peers())} peer(s)..."):
-                    return await sync_once(replica, paths=paths or None, peers=peers or None,
-                                           groups=groups or None, dry_run=dry_run, push_only=push_only)
-            return await sync_once(replica, paths=paths or None, peers=peers or None, groups=groups or None,
-                                   dry_run=dry_run, push_only=push_only)
+                    return await sync_once(
+                        replica,
+                        paths=paths or None,
+                        peers=peers or None,
+                        groups=groups or None,
+                        dry_run=dry_run,
+                        push_only=push_only,
+                    )
+            return await sync_once(
+                replica,
+                paths=paths or None,
+                peers=peers or None,
+                groups=groups or None,
+                dry_run=dry_run,
+                push_only=push_only,
+            )
         finally:
             await replica.close()
 
@@ -64,8 +82,10 @@ def sync(app: AppContext, paths: tuple[str, ...], peers: tuple[str, ...], groups
             click.echo(f"{sess.peer}: failed: {sess.error}")
             reasons.append(f"{sess.peer}: {sess.error}")
             continue
-        click.echo(f"{sess.peer}: received {sess.files_in} files ({_size(sess.bytes_in)}), {sess.deleted_in} "
-                   f"deletions; sent {sess.files_out} files ({_size(sess.bytes_out)})")
+        click.echo(
+            f"{sess.peer}: received {sess.files_in} files ({_size(sess.bytes_in)}), {sess.deleted_in} "
+            f"deletions; sent {sess.files_out} files ({_size(sess.bytes_out)})"
+        )
         for path in sess.would_change:
             click.echo(f"  would apply: {path}")
         for path in sess.conflicts:

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 GRACE_S = 20.0
 
 
-async def serve(replica: Replica, *, host: str | None = None, port: int | None = None,
-                ready: asyncio.Event | None = None) -> int:
+async def serve(
+    replica: Replica, *, host: str | None = None, port: int | None = None, ready: asyncio.Event | None = None
+) -> int:
     cfg = replica.cfg
     sessions: set[asyncio.Task[None]] = set()
 
@@ -39,8 +40,14 @@ async def serve(replica: Replica, *, host: str | None = None, port: int | None =
             report = await Exchange(replica, ch, auth, client=False, pull=True).run()
             if report.error:
                 log.warning("session with %s ended: %s", auth.peer, report.error)
-            log.info("session with %s: %d files in, %d out, %d deleted, %d conflicts", auth.peer, report.files_in,
-                     report.files_out, report.deleted_in, len(report.conflicts))
+            log.info(
+                "session with %s: %d files in, %d out, %d deleted, %d conflicts",
+                auth.peer,
+                report.files_in,
+                report.files_out,
+                report.deleted_in,
+                len(report.conflicts),
+            )
         except (RemoteProtocolError, PeerClosed, PeerTimeout) as e:
             log.warning("session with %s failed: %s", ch.peer_address, e)
         except ShoalError as e:
@@ -51,8 +58,13 @@ async def serve(replica: Replica, *, host: str | None = None, port: int | None =
     def allowed(address: str) -> bool:
         return any(not g.only_from or address_allowed(address, g.only_from) for g in cfg.groups)
 
-    listener = Listener(host or cfg.listen_address, port or cfg.listen_port,
-                        server_context(replica.ident.cert_path, replica.ident.key_path), handle, allowed)
+    listener = Listener(
+        host or cfg.listen_address,
+        port or cfg.listen_port,
+        server_context(replica.ident.cert_path, replica.ident.key_path),
+        handle,
+        allowed,
+    )
     await listener.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
     stop = asyncio.Event()

@@ -67,14 +67,44 @@ class SessionReport:
 
 
 def to_record(w: m.WireRecord) -> Record:
-    return Record(path=w.path, kind=Kind(w.kind), size_bytes=w.size, mode=w.mode, uid=w.uid, gid=w.gid, user=w.user,
-                  group=w.group, mtime_ns=w.mtime_ns, hash=w.hash, target=w.target, rdev=w.rdev,
-                  vector=tuple(sorted((n, c) for n, c in w.vector)), base=w.base, deleted=w.deleted)
+    return Record(
+        path=w.path,
+        kind=Kind(w.kind),
+        size_bytes=w.size,
+        mode=w.mode,
+        uid=w.uid,
+        gid=w.gid,
+        user=w.user,
+        group=w.group,
+        mtime_ns=w.mtime_ns,
+        hash=w.hash,
+        target=w.target,
+        rdev=w.rdev,
+        vector=tuple(sorted((n, c) for n, c in w.vector)),
+        base=w.base,
+        deleted=w.deleted,
+    )
 
 
 def to_wire(r: Record) -> m.WireRecord:
-    return m.WireRecord(r.path, int(r.kind), r.size_bytes, r.mode, r.uid, r.gid, r.user, r.group, r.mtime_ns,
-                        r.hash, r.target, r.rdev, [list(e) for e in r.vector], r.base, r.deleted, r.seq)  # type: ignore[misc]
+    return m.WireRecord(
+        r.path,
+        int(r.kind),
+        r.size_bytes,
+        r.mode,
+        r.uid,
+        r.gid,
+        r.user,
+        r.group,
+        r.mtime_ns,
+        r.hash,
+        r.target,
+        r.rdev,
+        [list(e) for e in r.vector],
+        r.base,
+        r.deleted,
+        r.seq,
+    )  # type: ignore[misc]
 
 
 def _depth(path: str) -> int:
@@ -82,8 +112,9 @@ def _depth(path: str) -> int:
 
 
 class Exchange:
-    def __init__(self, replica: Replica, ch: Channel, auth: Authenticated, *, client: bool, pull: bool,
-                 dry_run: bool = False) -> None:
+    def __init__(
+        self, replica: Replica, ch: Channel, auth: Authenticated, *, client: bool, pull: bool, dry_run: bool = False
+    ) -> None:
         self.r = replica
         self.ch = ch
         self.auth = auth
@@ -311,9 +342,12 @@ class Exchange:
             return None
         locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
         # Paths whose disk no longer matches our record are rescanned first.
-        stale = [real for rec, real, _, _ in items
-                 if reconcile(locals_.get(rec.path), rec).action is Action.APPLY
-                 and not disk_matches(real, locals_.get(rec.path))]
+        stale = [
+            real
+            for rec, real, _, _ in items
+            if reconcile(locals_.get(rec.path), rec).action is Action.APPLY
+            and not disk_matches(real, locals_.get(rec.path))
+        ]
         if stale and not self.dry_run:
             await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale))
             locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
@@ -323,8 +357,9 @@ class Exchange:
         self.report.refused.append(path)
         log.warning("refused %s from %s: %s", path, self.auth.peer, why)
 
-    async def _execute(self, items: list[tuple[Record, str, bytes | None, int]],
-                       locals_: dict[str, Record]) -> int | None:
+    async def _execute(
+        self, items: list[tuple[Record, str, bytes | None, int]], locals_: dict[str, Record]
+    ) -> int | None:
         failed: list[int] = []
         to_store: list[tuple[Record, str, Record | None]] = []  # (record, real, expect) applied or merged
         conflicts: list[tuple[Record, int]] = []
@@ -437,14 +472,32 @@ class Exchange:
             st = os.lstat(real)
         except OSError:
             return _with_vector(rec, vector)
-        return Record(path=rec.path, kind=rec.kind, size_bytes=rec.size_bytes, mode=st.st_mode & 0o7777,
-                      uid=st.st_uid, gid=st.st_gid, user=rec.user, group=rec.group,
-                      mtime_ns=st.st_mtime_ns if rec.kind is not Kind.DIR else rec.mtime_ns, hash=rec.hash,
-                      target=rec.target, rdev=rec.rdev, vector=vector, base=rec.base, ctime_ns=st.st_ctime_ns,
-                      inode=st.st_ino)
+        return Record(
+            path=rec.path,
+            kind=rec.kind,
+            size_bytes=rec.size_bytes,
+            mode=st.st_mode & 0o7777,
+            uid=st.st_uid,
+            gid=st.st_gid,
+            user=rec.user,
+            group=rec.group,
+            mtime_ns=st.st_mtime_ns if rec.kind is not Kind.DIR else rec.mtime_ns,
+            hash=rec.hash,
+            target=rec.target,
+            rdev=rec.rdev,
+            vector=vector,
+            base=rec.base,
+            ctime_ns=st.st_ctime_ns,
+            inode=st.st_ino,
+        )
 
-    async def _receive_files(self, tree: Tree, files: list[tuple[Record, str, Record | None, int, bytes | None]],
-                             seqs: dict[str, int], failed: list[int]) -> list[Staged]:
+    async def _receive_files(
+        self,
+        tree: Tree,
+        files: list[tuple[Record, str, Record | None, int, bytes | None]],
+        seqs: dict[str, int],
+        failed: list[int],
+    ) -> list[Staged]:
         staged: list[Staged] = []
         wanted: list[tuple[Record, str, Record | None, int]] = []
         for rec, real, local, seq, data in files:
@@ -463,14 +516,20 @@ class Exchange:
             staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
         return staged
 
-    async def _fetch(self, tree: Tree, wanted: list[tuple[Record, str, Record | None, int]],
-                     seqs: dict[str, int], failed: list[int]) -> list[Staged]:
+    async def _fetch(
+        self, tree: Tree, wanted: list[tuple[Record, str, Record | None, int]], seqs: dict[str, int], failed: list[int]
+    ) -> list[Staged]:
         """Request all of ``wanted`` at once, then take the answers in order."""
         bases: dict[int, tuple[int, dict[bytes, tuple[int, int]]] | None] = {}
         for i, (rec, real, local, _) in enumerate(wanted):
             base = None
-            if local is not None and local.kind is Kind.FILE and not local.deleted \
-                    and local.size_bytes >= delta.DELTA_MIN_BYTES and rec.size_bytes >= delta.DELTA_MIN_BYTES:
+            if (
+                local is not None
+                and local.kind is Kind.FILE
+                and not local.deleted
+                and local.size_bytes >= delta.DELTA_MIN_BYTES
+                and rec.size_bytes >= delta.DELTA_MIN_BYTES
+            ):
                 base = await asyncio.to_thread(_open_base, real)
             bases[i] = base
             have = list(base[1]) if base is not None else []

@@ -39,14 +39,26 @@ async def _check_pin(replica: Replica, peer: str, fp: str, address: str) -> bool
     configured = replica.pinned_in_config(peer)
     if configured is not None:
         if configured != fp:
-            log.warning("refused %s at %s: certificate fingerprint %s does not match the one in the config (%s)",
-                        peer, address, fp, configured)
+            log.warning(
+                "refused %s at %s: certificate fingerprint %s does not match the one in the config (%s)",
+                peer,
+                address,
+                fp,
+                configured,
+            )
             return False
         return True
     pinned = await replica.db(lambda db: db.pin(peer))
     if pinned is not None and pinned != fp:
-        log.warning("refused %s at %s: certificate fingerprint %s does not match the pinned %s; if the node was "
-                    "reinstalled, run 'shoal trust --reset %s'", peer, address, fp, pinned, peer)
+        log.warning(
+            "refused %s at %s: certificate fingerprint %s does not match the pinned %s; if the node was "
+            "reinstalled, run 'shoal trust --reset %s'",
+            peer,
+            address,
+            fp,
+            pinned,
+            peer,
+        )
         return False
     return True
 
@@ -81,8 +93,10 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
     if hello.node != peer:
         raise AuthError(f"{ch.peer_address} answered as '{hello.node}', expected '{peer}'")
     if ch.tls and (ch.tls_peer_cert is None or auth.fingerprint(ch.tls_peer_cert) != their_fp):
-        raise AuthError(f"{peer} at {ch.peer_address}: the TLS certificate is not the one the peer presents "
-                        "(a relay in the middle?)")
+        raise AuthError(
+            f"{peer} at {ch.peer_address}: the TLS certificate is not the one the peer presents "
+            "(a relay in the middle?)"
+        )
     if not await _check_pin(replica, peer, their_fp, ch.peer_address):
         raise AuthError(f"{peer} at {ch.peer_address}: certificate fingerprint {their_fp} is not the trusted one")
     groups = sorted(set(hello.groups) & set(wanted))
@@ -121,8 +135,7 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
     peer = hello.node
     who = f"{peer} at {ch.peer_address}"
     if hello.version != m.PROTOCOL_VERSION:
-        await refuse(f"protocol version {hello.version} is not supported (this node speaks "
-                     f"{m.PROTOCOL_VERSION})", who)
+        await refuse(f"protocol version {hello.version} is not supported (this node speaks {m.PROTOCOL_VERSION})", who)
         return None
     mine = {g.name for g in replica.groups_with(peer)}
     if not mine:
@@ -136,7 +149,8 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
         await ch.send(m.Refused("certificate fingerprint does not match the trusted one"))
         return None
     groups = sorted(
-        g for g in set(hello.groups) & mine
+        g
+        for g in set(hello.groups) & mine
         if not replica.group(g).only_from or address_allowed(ch.peer_address, replica.group(g).only_from)
     )
     if not groups:

@@ -50,8 +50,9 @@ class Replica:
                     keys[g.name] = f.readline().strip()
             except OSError as e:
                 raise ConfigError(f"cannot read key file {g.key_path}: {e.strerror}") from None
-        replica = cls(cfg, state_dir, ident, load_private_key(ident), load_cert_der(ident), keys,
-                      PathMap(dict(cfg.prefixes)))
+        replica = cls(
+            cfg, state_dir, ident, load_private_key(ident), load_cert_der(ident), keys, PathMap(dict(cfg.prefixes))
+        )
         await replica.db(lambda _: None)
         return replica
 
@@ -60,8 +61,9 @@ class Replica:
 
         def call() -> T:
             if self._db is None:
-                self._db = StateDB.open(os.path.join(self.state_dir, DB_NAME),
-                                        busy_timeout_s=float(self.cfg.lock_timeout_s))
+                self._db = StateDB.open(
+                    os.path.join(self.state_dir, DB_NAME), busy_timeout_s=float(self.cfg.lock_timeout_s)
+                )
             return fn(self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._exec, call)

@@ -29,20 +29,31 @@ class SyncReport:
 
     @property
     def converged(self) -> bool:
-        return all(s.error is None and not s.conflicts and not s.problems and not s.peer_problems
-                   and not s.peer_conflicts for s in self.sessions)
+        return all(
+            s.error is None and not s.conflicts and not s.problems and not s.peer_problems and not s.peer_conflicts
+            for s in self.sessions
+        )
 
 
-async def sync_once(replica: Replica, *, paths: Sequence[str] | None = None, peers: Sequence[str] | None = None,
-                    groups: Sequence[str] | None = None, dry_run: bool = False, push_only: bool = False,
-                    on_session: Callable[[SessionReport], None] | None = None) -> SyncReport:
+async def sync_once(
+    replica: Replica,
+    *,
+    paths: Sequence[str] | None = None,
+    peers: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    dry_run: bool = False,
+    push_only: bool = False,
+    on_session: Callable[[SessionReport], None] | None = None,
+) -> SyncReport:
     report = SyncReport()
     cfg = replica.cfg
     if not dry_run:
         report.scan = await replica.db(lambda db: Scanner(db, cfg).scan(list(paths) if paths else None))
-    targets = sorted(p for p in cfg.peers()
-                     if (peers is None or p in peers)
-                     and (groups is None or any(g.name in groups for g in replica.groups_with(p))))
+    targets = sorted(
+        p
+        for p in cfg.peers()
+        if (peers is None or p in peers) and (groups is None or any(g.name in groups for g in replica.groups_with(p)))
+    )
 
     async def one(name: str) -> None:
         peer = cfg.peers()[name]

@@ -66,9 +66,20 @@ def disk_matches(real: str, expect: Record | None) -> bool:
         # A directory's own mtime and ctime move whenever an entry in it changes (our own applies
         # included); what it holds is tracked by the records of its entries.
         return kind is Kind.DIR
-    if kind is None or stat_signature(kind, st.st_size if kind is Kind.FILE else 0, st.st_mtime_ns, st.st_ctime_ns,
-                                      st.st_ino, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) \
-            != expect.stat_signature():
+    if (
+        kind is None
+        or stat_signature(
+            kind,
+            st.st_size if kind is Kind.FILE else 0,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+        )
+        != expect.stat_signature()
+    ):
         return False
     if expect.recheck and kind is Kind.FILE:
         # Written right around its last scan: stat cannot tell a same-tick rewrite, the content can.
@@ -80,8 +91,14 @@ def disk_matches(real: str, expect: Record | None) -> bool:
 
 
 def _kind_of(mode: int) -> Kind | None:
-    return {stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK, stat.S_IFIFO: Kind.FIFO,
-            stat.S_IFCHR: Kind.CHR, stat.S_IFBLK: Kind.BLK}.get(stat.S_IFMT(mode))
+    return {
+        stat.S_IFREG: Kind.FILE,
+        stat.S_IFDIR: Kind.DIR,
+        stat.S_IFLNK: Kind.SYMLINK,
+        stat.S_IFIFO: Kind.FIFO,
+        stat.S_IFCHR: Kind.CHR,
+        stat.S_IFBLK: Kind.BLK,
+    }.get(stat.S_IFMT(mode))
 
 
 @dataclass
@@ -107,8 +124,9 @@ class FileWriter:
         parent, self.name = tree.split(real)
         self.dfd = tree.open_dir(parent, create=True)
         self.tmp = f"{TMP_PREFIX}{secrets.token_hex(6)}"
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=self.dfd)
+        self.fd = os.open(
+            self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dfd
+        )
         self.hasher = blake3.blake3()
         self.written = 0
 

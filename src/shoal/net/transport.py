@@ -90,8 +90,9 @@ class Channel:
             try:
                 data = await asyncio.wait_for(self.reader.read(1 << 18), timeout_s or self.read_timeout_s)
             except TimeoutError:
-                raise PeerTimeout(f"{self.peer_address} sent nothing for {timeout_s or self.read_timeout_s:.0f}s") \
-                    from None
+                raise PeerTimeout(
+                    f"{self.peer_address} sent nothing for {timeout_s or self.read_timeout_s:.0f}s"
+                ) from None
             except (ConnectionError, OSError, ssl.SSLError) as e:
                 raise PeerClosed(f"connection to {self.peer_address} lost: {e}") from None
             if not data:
@@ -109,8 +110,8 @@ async def dial(host: str, port: int, tls: bool, *, timeout_s: float = CONNECT_TI
     """Connect to a peer; raise OSError/TimeoutError when it cannot be reached."""
     ssl_ctx = client_context() if tls else None
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname="" if tls else None,
-                                limit=1 << 22), timeout_s)
+        asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname="" if tls else None, limit=1 << 22), timeout_s
+    )
     cert = None
     if tls:
         ssl_obj = writer.get_extra_info("ssl_object")
@@ -132,8 +133,9 @@ Handler = Callable[[Channel], Awaitable[None]]
 class Listener:
     """Accepts peers on one address; hands each channel to ``handler`` in a task of its own."""
 
-    def __init__(self, host: str, port: int, tls_ctx: ssl.SSLContext, handler: Handler,
-                 allowed: Callable[[str], bool]) -> None:
+    def __init__(
+        self, host: str, port: int, tls_ctx: ssl.SSLContext, handler: Handler, allowed: Callable[[str], bool]
+    ) -> None:
         self.host, self.port = host, port
         self.tls_ctx = tls_ctx
         self.handler = handler
@@ -209,8 +211,8 @@ class Listener:
         reader = asyncio.StreamReader(limit=1 << 22)
         protocol = asyncio.StreamReaderProtocol(reader)
         transport, _ = await asyncio.wait_for(
-            loop.connect_accepted_socket(lambda: protocol, conn, ssl=self.tls_ctx if tls else None),
-            CONNECT_TIMEOUT_S)
+            loop.connect_accepted_socket(lambda: protocol, conn, ssl=self.tls_ctx if tls else None), CONNECT_TIMEOUT_S
+        )
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return Channel(reader, writer, Connection(Role.SERVER), addr, None, tls=tls)
 

@@ -24,10 +24,15 @@ def fingerprint(cert_der: bytes) -> str:
     return hashlib.sha256(cert_der).hexdigest()
 
 
-def transcript(client_nonce: bytes, server_nonce: bytes, client_fp: str, server_fp: str,
-               groups: list[str]) -> bytes:
-    parts = [_LABEL, client_nonce, server_nonce, client_fp.encode(), server_fp.encode(),
-             *sorted(g.encode() for g in groups)]
+def transcript(client_nonce: bytes, server_nonce: bytes, client_fp: str, server_fp: str, groups: list[str]) -> bytes:
+    parts = [
+        _LABEL,
+        client_nonce,
+        server_nonce,
+        client_fp.encode(),
+        server_fp.encode(),
+        *sorted(g.encode() for g in groups),
+    ]
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 

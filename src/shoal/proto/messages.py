@@ -125,8 +125,19 @@ class Bye(msgspec.Struct, tag="bye", frozen=True):
 
 
 Message = (
-    Hello | Proof | Welcome | Refused | IndexRequest | IndexBatch | ContentRequest | ContentData | ContentCopy
-    | ContentEnd | Ack | PullDone | Bye
+    Hello
+    | Proof
+    | Welcome
+    | Refused
+    | IndexRequest
+    | IndexBatch
+    | ContentRequest
+    | ContentData
+    | ContentCopy
+    | ContentEnd
+    | Ack
+    | PullDone
+    | Bye
 )
 
 _encoder = msgspec.msgpack.Encoder()

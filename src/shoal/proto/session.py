@@ -42,8 +42,16 @@ class State(enum.Enum):
 
 ME, PEER = "me", "peer"
 
-_OPEN_TRAFFIC = (m.IndexRequest, m.IndexBatch, m.ContentRequest, m.ContentData, m.ContentCopy, m.ContentEnd,
-                 m.Ack, m.PullDone)
+_OPEN_TRAFFIC = (
+    m.IndexRequest,
+    m.IndexBatch,
+    m.ContentRequest,
+    m.ContentData,
+    m.ContentCopy,
+    m.ContentEnd,
+    m.Ack,
+    m.PullDone,
+)
 
 TRANSITIONS: dict[tuple[Role, State, str, type], State] = {
     # client

@@ -346,8 +346,9 @@ class StateDB:
         node_id = self._node_ids.get(peer)
         if node_id is not None:
             with self._write():
-                self._conn.execute("UPDATE peers SET fingerprint = NULL, pinned_at_ns = NULL WHERE node_id = ?",
-                                   (node_id,))
+                self._conn.execute(
+                    "UPDATE peers SET fingerprint = NULL, pinned_at_ns = NULL WHERE node_id = ?", (node_id,)
+                )
         return had
 
     def forget_watermarks(self, peer: str) -> None:

@@ -81,12 +81,14 @@ class Cluster:
 
     # -- processes -------------------------------------------------------------------------------------
 
-    def run(self, name: str, *args: str, timeout: float = 120, check: bool = False,
-            config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, name: str, *args: str, timeout: float = 120, check: bool = False, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         node = self.nodes[name]
         cmd = [str(SHOAL), "-c", str(config or self.config), "-N", name, "--state-dir", str(node.state), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=check, stdin=subprocess.DEVNULL
+        )
 
     def sync(self, name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run(name, "sync", *args, timeout=timeout)
@@ -98,8 +100,21 @@ class Cluster:
         node.log = self.base / f"{name}.log"
         with open(node.log, "ab") as log:
             node.proc = subprocess.Popen(
-                [str(SHOAL), "-c", str(config or self.config), "-N", name, "--state-dir", str(node.state), "-v",
-                 "daemon"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                [
+                    str(SHOAL),
+                    "-c",
+                    str(config or self.config),
+                    "-N",
+                    name,
+                    "--state-dir",
+                    str(node.state),
+                    "-v",
+                    "daemon",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:
@@ -165,10 +180,21 @@ class Cluster:
                 size = st.st_size if stat.S_ISREG(st.st_mode) else 0
                 out[rel] = (stat.S_IFMT(st.st_mode), payload, mode, st.st_uid, st.st_gid, st.st_mtime_ns, size)
         root_st = os.lstat(root)
-        out["."] = (stat.S_IFDIR, None, stat.S_IMODE(root_st.st_mode), root_st.st_uid, root_st.st_gid,
-                    root_st.st_mtime_ns, 0)
+        out["."] = (
+            stat.S_IFDIR,
+            None,
+            stat.S_IMODE(root_st.st_mode),
+            root_st.st_uid,
+            root_st.st_gid,
+            root_st.st_mtime_ns,
+            0,
+        )
         return out
 
     def temp_files(self, name: str) -> list[str]:
-        return [os.path.join(d, f) for d, _, files in os.walk(self.nodes[name].data) for f in files
-                if f.startswith(".shoal-tmp.")]
+        return [
+            os.path.join(d, f)
+            for d, _, files in os.walk(self.nodes[name].data)
+            for f in files
+            if f.startswith(".shoal-tmp.")
+        ]

@@ -1,0 +1,135 @@
+"""Catch-up, forwarding, trust, conflicts and delta transfer with real daemons."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.net.identity import create_identity
+from shoal.testing.cluster import Cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with Cluster(tmp_path / "c") as c:
+        yield c
+
+
+def test_offline_node_catches_up_after_restart(cluster: Cluster) -> None:
+    cluster.start("beta")
+    a = cluster.nodes["alpha"].data
+    (a / "one").write_text("1")
+    r = cluster.sync("alpha")  # gamma is down: converged with every *reachable* peer is success
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "gamma: unreachable: cannot connect to 127.0.0.1" in r.stdout
+    (a / "two").write_text("2")
+    (a / "one").unlink()
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    cluster.start("gamma")  # back online: it missed everything
+    r = cluster.sync("gamma")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cluster.tree("gamma") == cluster.tree("alpha") == cluster.tree("beta")
+
+
+def test_changes_travel_through_a_middle_node(cluster: Cluster) -> None:
+    # alpha only ever talks to beta, gamma only ever to beta: alpha's change still reaches gamma
+    cluster.start("beta")
+    (cluster.nodes["alpha"].data / "via-beta.txt").write_text("relayed")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    r = cluster.sync("gamma", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (cluster.nodes["gamma"].data / "via-beta.txt").read_text() == "relayed"
+    assert cluster.tree("gamma") == cluster.tree("alpha")
+
+
+def test_wrong_group_key_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start("beta")
+    (cluster.nodes["alpha"].data / "secret").write_text("must not arrive")
+    other_key = tmp_path / "other.key"
+    other_key.write_text("B" * 64 + "\n")
+    other_key.chmod(0o600)
+    wrong = tmp_path / "wrong.cfg"
+    wrong.write_text(cluster.config.read_text().replace(str(cluster.key), str(other_key)))
+    r = cluster.run("alpha", "sync", "--peer", "beta", config=wrong)
+    assert r.returncode == 1
+    assert "beta refused us: wrong group key for group 'g'" in r.stdout
+    assert not (cluster.nodes["beta"].data / "secret").exists()
+    assert re.search(r"refused alpha at 127\.0\.0\.1: wrong group key for group 'g'", cluster.log_text("beta"))
+
+
+def test_changed_certificate_is_refused_until_trust_reset(cluster: Cluster) -> None:
+    cluster.start("beta")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0  # pins both ways
+    alpha_state = cluster.nodes["alpha"].state
+    for f in ("node.key", "node.crt"):
+        os.unlink(alpha_state / f)
+    create_identity(str(alpha_state), "alpha")  # alpha "reinstalled": new key and certificate
+    (cluster.nodes["alpha"].data / "after-reinstall").write_text("x")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 1 and "beta refused us: certificate fingerprint does not match" in r.stdout
+    assert "does not match the pinned" in cluster.log_text("beta")
+    assert not (cluster.nodes["beta"].data / "after-reinstall").exists()
+    assert cluster.run("beta", "trust", "--reset", "alpha").returncode == 0
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (cluster.nodes["beta"].data / "after-reinstall").exists()
+
+
+def test_concurrent_edits_are_a_conflict_and_both_versions_stay(cluster: Cluster) -> None:
+    cluster.start("beta")
+    (cluster.nodes["alpha"].data / "shared.conf").write_text("original\n")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    cluster.stop("beta")
+    (cluster.nodes["alpha"].data / "shared.conf").write_text("alpha's edit\n")
+    (cluster.nodes["beta"].data / "shared.conf").write_text("beta's edit\n")
+    assert cluster.run("beta", "check").returncode == 0
+    cluster.start("beta")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 1
+    assert "conflict: %d%/shared.conf" in r.stdout and "conflict on beta: %d%/shared.conf" in r.stdout
+    assert (cluster.nodes["alpha"].data / "shared.conf").read_text() == "alpha's edit\n"
+    assert (cluster.nodes["beta"].data / "shared.conf").read_text() == "beta's edit\n"
+    pending = cluster.run("alpha", "pending", "--json")
+    assert '"path": "%d%/shared.conf", "peer": "beta"' in pending.stdout
+
+
+def test_delta_transfer_of_a_large_modified_file(cluster: Cluster) -> None:
+    cluster.start("beta")
+    big = cluster.nodes["alpha"].data / "big.img"
+    big.write_bytes(os.urandom(16 << 20))
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    with open(big, "r+b") as f:
+        f.seek(8 << 20)
+        f.write(os.urandom(1 << 20))
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cluster.tree("beta") == cluster.tree("alpha")
+    sent = re.search(r"beta: received 0 files \(0 B\), 0 deletions; sent 1 files \(([\d.]+) MiB\)", r.stdout)
+    assert sent is not None, r.stdout
+    assert float(sent.group(1)) < 2.0  # 1 MiB rewritten in 16 MiB: about 1.2 MiB of chunks
+
+
+def test_dry_run_changes_nothing(cluster: Cluster) -> None:
+    cluster.start("beta")
+    (cluster.nodes["beta"].data / "only-on-beta").write_text("b")
+    assert cluster.run("beta", "check").returncode == 0
+    r = cluster.sync("alpha", "--peer", "beta", "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "would apply: new path: %d%/only-on-beta" in r.stdout
+    assert not (cluster.nodes["alpha"].data / "only-on-beta").exists()
+
+
+def test_push_only_takes_nothing(cluster: Cluster) -> None:
+    cluster.start("beta")
+    (cluster.nodes["beta"].data / "from-beta").write_text("b")
+    assert cluster.run("beta", "check").returncode == 0
+    (cluster.nodes["alpha"].data / "from-alpha").write_text("a")
+    assert cluster.sync("alpha", "--peer", "beta", "--push-only").returncode == 0
+    assert (cluster.nodes["beta"].data / "from-alpha").exists()
+    assert not (cluster.nodes["alpha"].data / "from-beta").exists()
+    shutil.rmtree(cluster.nodes["gamma"].data)  # unused here
