@@ -54,8 +54,10 @@ def main() -> int:
         parse_ms.append((t1 - t0) * 1000)
         resolve_ms.append((t2 - t0) * 1000)
     assert len(cfg.groups) == args.groups and node.groups
-    print(f"\nshoal config, {args.groups} groups, {len(text.splitlines())} lines, {len(text) / 1024:.0f} KiB, "
-          f"median of {args.runs}\n")
+    print(
+        f"\nshoal config, {args.groups} groups, {len(text.splitlines())} lines, {len(text) / 1024:.0f} KiB, "
+        f"median of {args.runs}\n"
+    )
     print(f"{'figure':<36} {'median':>10} {'best':>10}  target")
     print("-" * 70)
     print(f"{'C1 parse':<36} {statistics.median(parse_ms):>7.1f} ms {min(parse_ms):>7.1f} ms  < 50 ms")

@@ -89,19 +89,27 @@ def main() -> int:
             db.checkpoint()
         db_bytes = sum(os.path.getsize(str(db_path) + s) for s in ("", "-wal") if os.path.exists(str(db_path) + s))
 
-        find = [timed(lambda: subprocess.run(["find", str(root), "-printf", "%s %T@ %m %U %G\n"],
-                                             stdout=subprocess.DEVNULL, check=True)) for _ in range(args.runs)]
+        find = [
+            timed(
+                lambda: subprocess.run(
+                    ["find", str(root), "-printf", "%s %T@ %m %U %G\n"], stdout=subprocess.DEVNULL, check=True
+                )
+            )
+            for _ in range(args.runs)
+        ]
         state = work / "cli-state"
-        shutil.copytree(work, state, ignore=lambda d, names: [n for n in names if n != "first0.db"]
-                        if d == str(work) else names)
+        shutil.copytree(
+            work, state, ignore=lambda d, names: [n for n in names if n != "first0.db"] if d == str(work) else names
+        )
         env = {**os.environ, "SHOAL_STATE_DIR": str(state)}
         (state / "state.db").unlink(missing_ok=True)
         os.rename(state / "first0.db", state / "state.db")
         shoal = Path(sys.executable).parent / "shoal"
         cmd = [str(shoal), "-c", str(work / "shoal.cfg"), "-N", "n1", "check"]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)  # clears recheck marks, warms up
-        cli = [timed(lambda: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL))
-               for _ in range(args.runs)]
+        cli = [
+            timed(lambda: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)) for _ in range(args.runs)
+        ]
 
         m_first, m_noop, m_find, m_cli = (statistics.median(x) for x in (first, noop, find, cli))
         n = args.files
@@ -112,8 +120,10 @@ def main() -> int:
             ("S2 first scan, hashing included", f"{m_first:.3f} s", f"{n / m_first:,.0f} files/s", ""),
             ("S3 database size", f"{db_bytes / 1e6:.1f} MB", f"{db_bytes / live:.0f} B/file", "<= 300 B/file"),
         ]
-        print(f"\nshoal scanner, {n:,} files x ~1 KiB in {args.dirs} dirs, median of {args.runs} "
-              f"({os.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+        print(
+            f"\nshoal scanner, {n:,} files x ~1 KiB in {args.dirs} dirs, median of {args.runs} "
+            f"({os.cpu_count()} cores, Python {sys.version.split()[0]})\n"
+        )
         print(f"{'figure':<34} {'time/size':>12} {'rate/ratio':>18}  {'target':<14}")
         print("-" * 82)
         for name, a, b, target in rows:

@@ -30,3 +30,16 @@ def test_for_children_agrees_with_classify(groups: list[list[Rule]], parent: lis
     assert got == (want is Verdict.MANAGED)
     if want is Verdict.WALK:
         assert matcher.step_into_any(path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    groups=st.lists(rule_lists, min_size=1, max_size=3),
+    paths=st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=5), min_size=1, max_size=10),
+)
+def test_managed_cached_agrees_with_is_managed(groups: list[list[Rule]], paths: list[list[str]]) -> None:
+    matcher = Matcher([(f"g{i}", rules) for i, rules in enumerate(groups)])
+    cache: dict[str, bool] = {}
+    for parts in paths:
+        path = "/r/" + "/".join(parts)
+        assert matcher.managed_cached(path, cache) == matcher.is_managed(path)

@@ -105,9 +105,13 @@ class NodeConfig:
     def roots(self) -> list[str]:
         return self.matcher().roots()
 
+    def nossl_matches(self, from_node: str, to_node: str) -> bool:
+        """csync2's ``nossl FROM TO``: a connection from FROM to TO may be plain TCP."""
+        return any(fnmatch(r.from_pattern, from_node) and fnmatch(r.to_pattern, to_node) for r in self.nossl)
+
     def uses_tls(self, peer: str) -> bool:
-        """csync2's ``nossl FROM TO``: plain only where a rule matches this node and the peer."""
-        return not any(fnmatch(r.from_pattern, self.node) and fnmatch(r.to_pattern, peer) for r in self.nossl)
+        """Whether this node dials ``peer`` with TLS."""
+        return not self.nossl_matches(self.node, peer)
 
 
 def prefix_paths(prefixes: tuple[PrefixSpec, ...], node: str) -> dict[str, str]:

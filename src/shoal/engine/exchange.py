@@ -100,11 +100,11 @@ def to_wire(r: Record) -> m.WireRecord:
         r.hash,
         r.target,
         r.rdev,
-        [list(e) for e in r.vector],
+        list(r.vector),
         r.base,
         r.deleted,
         r.seq,
-    )  # type: ignore[misc]
+    )
 
 
 def _depth(path: str) -> int:
@@ -124,6 +124,7 @@ class Exchange:
         self.report = SessionReport(auth.peer)
         self.matcher = replica.matcher_for(auth.groups)
         self.roots = self.matcher.roots()
+        self._walkable: dict[str, bool] = {}  # directory -> reachable under the shared groups' patterns
         self._responses: asyncio.Queue[m.Message] = asyncio.Queue()
         self._requests: asyncio.Queue[m.Message | None] = asyncio.Queue()
         self._peer_done = asyncio.Event()
@@ -228,7 +229,7 @@ class Exchange:
     def _shared(self, logical: str) -> str | None:
         """The real path of ``logical`` if the peer may see it here, else None."""
         real = self.r.pmap.to_real_safe(logical)
-        if real is None or not self.matcher.is_managed(real):
+        if real is None or not self.matcher.managed_cached(real, self._walkable):
             return None
         return real
 
@@ -313,7 +314,9 @@ class Exchange:
             batch = await self._next_response()
             if not isinstance(batch, m.IndexBatch):
                 raise PeerClosed(f"{peer} answered an index request with {type(batch).__name__}")
+            t0 = time.monotonic()
             failed_seq = await self._apply_batch(batch)
+            log.debug("batch of %d records from %s applied in %.3fs", len(batch.records), peer, time.monotonic() - t0)
             if not self.dry_run:
                 if failed_seq is not None:
                     held = True
@@ -334,7 +337,7 @@ class Exchange:
             except (UnsafePath, ValueError) as e:
                 self._refuse(w.path, str(e))
                 continue
-            if not self.matcher.is_managed(real):
+            if not self.matcher.managed_cached(real, self._walkable):
                 self._refuse(w.path, "not managed by a group shared with this peer")
                 continue
             items.append((rec, real, data, w.seq))
@@ -389,7 +392,11 @@ class Exchange:
                 specials.append((rec, real, local, seq))
         tree = Tree(self.roots, self.r.cfg.ignore)
         applied: list[tuple[Record, str, Record | None]] = []
-        try:
+        staged: list[Staged] = []
+        seqs: dict[str, int] = {}
+
+        def local_work() -> None:
+            """Everything that needs no further bytes from the peer (runs off the event loop)."""
             for rec, real, local, seq in sorted(deletes, key=lambda x: -_depth(x[1])):
                 try:
                     tree.delete(real, local)
@@ -403,30 +410,38 @@ class Exchange:
                     applied.append((rec, real, local))
                 except (ApplyError, UnsafePath, OSError) as e:
                     self._problem(str(e), seq, failed)
-            staged: list[Staged] = []
-            seqs: dict[str, int] = {}
             for rec, real, local, seq in specials:
                 try:
                     staged.append(tree.make_special(real, rec, local))
                     seqs[real] = seq
                 except (ApplyError, UnsafePath) as e:
                     self._problem(str(e), seq, failed)
-            staged += await self._receive_files(tree, files, seqs, failed)
-            done, problems = await asyncio.to_thread(tree.commit, staged)
+            for rec, real, local, seq, data in files:
+                if data is not None:
+                    self._write_inline(tree, rec, real, local, seq, data, staged, seqs, failed)
+
+        def finish_work() -> list[Record]:
+            """Make the batch durable and visible, then describe what is now on disk."""
+            done, problems = tree.commit(staged)
             for p in problems:
                 self.report.problems.append(p)
                 log.warning("%s (from %s)", p, self.auth.peer)
             done_reals = {s.real for s in done}
-            failed += [seqs[s.real] for s in staged if s.real not in done_reals]
-            applied += [(s.record, s.real, s.expect) for s in done]
+            failed.extend(seqs[s.real] for s in staged if s.real not in done_reals)
+            applied.extend((s.record, s.real, s.expect) for s in done)
             for rec, real, _ in applied:
                 if rec.kind is Kind.DIR and not rec.deleted:
                     tree.set_dir_time(real, rec.mtime_ns)
-            for s in done:
-                if s.record.kind is Kind.FILE:
-                    self.report.files_in += 1
-            to_store += applied
-            stored = [self._observed(rec, real, locals_.get(rec.path)) for rec, real, _ in to_store]
+            self.report.files_in += sum(1 for s in done if s.record.kind is Kind.FILE)
+            to_store.extend(applied)
+            return [self._observed(rec, real, locals_.get(rec.path)) for rec, real, _ in to_store]
+
+        try:
+            await asyncio.to_thread(local_work)
+            wanted = [(rec, real, local, seq) for rec, real, local, seq, data in files if data is None]
+            for i in range(0, len(wanted), MAX_IN_FLIGHT):
+                staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
+            stored = await asyncio.to_thread(finish_work)
         finally:
             tree.close()
         now = time.time_ns()
@@ -491,30 +506,26 @@ class Exchange:
             inode=st.st_ino,
         )
 
-    async def _receive_files(
+    def _write_inline(
         self,
         tree: Tree,
-        files: list[tuple[Record, str, Record | None, int, bytes | None]],
+        rec: Record,
+        real: str,
+        local: Record | None,
+        seq: int,
+        data: bytes,
+        staged: list[Staged],
         seqs: dict[str, int],
         failed: list[int],
-    ) -> list[Staged]:
-        staged: list[Staged] = []
-        wanted: list[tuple[Record, str, Record | None, int]] = []
-        for rec, real, local, seq, data in files:
-            if data is not None:
-                try:
-                    w = FileWriter(tree, real, rec, local)
-                    w.write(data)
-                    staged.append(w.finish())
-                    seqs[real] = seq
-                    self.report.bytes_in += len(data)
-                except (ApplyError, UnsafePath, OSError) as e:
-                    self._problem(str(e), seq, failed)
-            else:
-                wanted.append((rec, real, local, seq))
-        for i in range(0, len(wanted), MAX_IN_FLIGHT):
-            staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
-        return staged
+    ) -> None:
+        try:
+            w = FileWriter(tree, real, rec, local)
+            w.write(data)
+            staged.append(w.finish())
+            seqs[real] = seq
+            self.report.bytes_in += len(data)
+        except (ApplyError, UnsafePath, OSError) as e:
+            self._problem(str(e), seq, failed)
 
     async def _fetch(
         self, tree: Tree, wanted: list[tuple[Record, str, Record | None, int]], seqs: dict[str, int], failed: list[int]

@@ -141,7 +141,7 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
     if not mine:
         await refuse("not a host of any group of this node", who)
         return None
-    if not ch.tls and replica.cfg.uses_tls(peer):
+    if not ch.tls and not replica.cfg.nossl_matches(peer, replica.cfg.node):
         await refuse("plain connections are not allowed for this host (no matching nossl)", who)
         return None
     their_fp = auth.fingerprint(hello.cert)

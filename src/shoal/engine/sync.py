@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,10 +16,17 @@ from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
 from shoal.errors import AuthError, ShoalError
 from shoal.fs.scan import Scanner, ScanResult
-from shoal.net.transport import PeerClosed, PeerTimeout, dial
+from shoal.net.transport import PeerClosed, PeerTimeout, PeerUnreachable, dial
 from shoal.proto.errors import RemoteProtocolError
 
 log = logging.getLogger(__name__)
+
+DIAL_ATTEMPTS = 3
+
+
+def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 5.0) -> float:
+    """Exponential backoff with full jitter: a restarting peer is not hit by every node at once."""
+    return random.uniform(0, min(cap_s, base_s * 3**attempt))
 
 
 @dataclass
@@ -57,11 +65,18 @@ async def sync_once(
 
     async def one(name: str) -> None:
         peer = cfg.peers()[name]
-        try:
-            ch = await dial(peer.address, peer.port, cfg.uses_tls(name))
-        except (OSError, TimeoutError) as e:
-            report.unreachable[name] = f"cannot connect to {peer.address}:{peer.port}: {e}"
-            return
+        for attempt in range(DIAL_ATTEMPTS):
+            try:
+                ch = await dial(peer.address, peer.port, cfg.uses_tls(name))
+                break
+            except PeerUnreachable as e:
+                if attempt == DIAL_ATTEMPTS - 1:
+                    report.unreachable[name] = str(e)
+                    return
+                await asyncio.sleep(backoff_s(attempt))
+            except PeerClosed as e:
+                report.sessions.append(SessionReport(name, error=str(e)))
+                return
         try:
             auth = await client_handshake(replica, ch, name, offer=not dry_run)
             session = Exchange(replica, ch, auth, client=True, pull=not push_only, dry_run=dry_run)

@@ -218,6 +218,20 @@ class Matcher:
     def step_into_any(self, path: str) -> bool:
         return any(g.step_into(path) for _, g in self.groups)
 
+    def managed_cached(self, path: str, walkable: dict[str, bool]) -> bool:
+        """``is_managed`` for many paths at once: ``walkable`` caches, per directory, whether a walk
+        reaches into it (the same answer for all its entries)."""
+        cut = path.rfind("/")
+        parent = path[:cut]
+        if cut > 0:
+            ok = walkable.get(parent)
+            if ok is None:
+                ok = self.reach(parent) is not Verdict.SKIP
+                walkable[parent] = ok
+            if not ok:
+                return False
+        return self.classify(path) is Verdict.MANAGED
+
     def is_managed(self, path: str, *, compare_mode: bool = False) -> bool:
         """Managed, and reachable: no ancestor prunes it (the scanner could find it)."""
         return self.reach(path, compare_mode=compare_mode) is Verdict.MANAGED

@@ -39,6 +39,10 @@ class PeerTimeout(ShoalError):
     """The peer sent nothing within the read timeout."""
 
 
+class PeerUnreachable(ShoalError):
+    """No TCP connection could be made (refused, no route, timed out)."""
+
+
 def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -107,13 +111,22 @@ class Channel:
 
 
 async def dial(host: str, port: int, tls: bool, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Channel:
-    """Connect to a peer; raise OSError/TimeoutError when it cannot be reached."""
-    ssl_ctx = client_context() if tls else None
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname="" if tls else None, limit=1 << 22), timeout_s
-    )
+    """Connect to a peer. PeerUnreachable when no TCP connection can be made; PeerClosed when the peer
+    accepts and then drops us (an only-from list, a TLS failure): that is a refusal, not an outage."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 22), timeout_s)
+    except (OSError, TimeoutError) as e:
+        raise PeerUnreachable(f"cannot connect to {host}:{port}: {e or 'timed out'}") from None
     cert = None
     if tls:
+        try:
+            await asyncio.wait_for(writer.start_tls(client_context(), server_hostname=""), timeout_s)
+        except (OSError, TimeoutError, ssl.SSLError) as e:
+            writer.close()
+            raise PeerClosed(
+                f"{host}:{port} dropped the connection during the TLS handshake "
+                f"(not in its only-from networks?): {e or 'closed'}"
+            ) from None
         ssl_obj = writer.get_extra_info("ssl_object")
         cert = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
     return Channel(reader, writer, Connection(Role.CLIENT), f"{host}:{port}", cert, tls)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from importlib import resources
 
 import msgspec
 
@@ -55,12 +54,15 @@ _Row = tuple[
 ]
 
 
+_SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     out = []
-    for entry in resources.files("shoal.state").joinpath("schema").iterdir():
-        name = entry.name
+    for name in os.listdir(_SCHEMA_DIR):
         if name.endswith(".sql") and name[:4].isdigit():
-            out.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+            with open(os.path.join(_SCHEMA_DIR, name), encoding="utf-8") as f:
+                out.append((int(name[:4]), name, f.read()))
     return sorted(out)
 
 
