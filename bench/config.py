@@ -28,7 +28,8 @@ def generate(groups: int) -> str:
     exclude *.swp *~ .* /srv/g{i}/cache /srv/g{i}/*/tmp;
     auto younger;
     backup-directory /var/backups/shoal; backup-generations 3;
-    action {{ pattern /srv/g{i}/conf/*.conf; exec "systemctl reload app{i}" "logger %%"; logfile "/var/log/g{i}.log"; do-local; }}
+    action {{ pattern /srv/g{i}/conf/*.conf; exec "systemctl reload app{i}" "logger %%";
+              logfile "/var/log/g{i}.log"; do-local; }}
     interval 10m; delay 200ms; only-from 10.0.0.0/8;
 }}""")
     return "\n".join(out) + "\n"

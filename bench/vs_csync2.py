@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from delay_proxy import DelayProxy, Route  # noqa: E402
+from delay_proxy import DelayProxy, Route
 
-from shoal.testing.cluster import Cluster, free_port  # noqa: E402
+from shoal.testing.cluster import Cluster, free_port
 
 IPS = ("127.2.1.1", "127.2.1.2", "127.2.1.3")
 PROXY_IPS = ("127.3.1.1", "127.3.1.2", "127.3.1.3")
@@ -110,7 +110,7 @@ class Csync2Env:
 
 
 class ShoalEnv:
-    def __init__(self, base: Path, proxied: dict[str, int] | None = None) -> None:
+    def __init__(self, base: Path, proxied: dict[str, int] | None = None, daemon: bool = False) -> None:
         self.cluster = Cluster(base, names=("alpha", "beta", "gamma"))
         self.trees = [self.cluster.nodes[n].data for n in ("alpha", "beta", "gamma")]
         self.config = self.cluster.config
@@ -123,9 +123,13 @@ class ShoalEnv:
             self.config.write_text(text)
         for n in ("beta", "gamma"):
             self.cluster.start(n)
+        self.daemon = daemon
+        if daemon:  # alpha runs its daemon too; `shoal sync` hands the work to it
+            self.cluster.start("alpha", config=self.config)
 
     def push(self) -> None:
-        r = self.cluster.run("alpha", "sync", config=self.config, timeout=600)
+        mode = [] if self.daemon else ["--standalone"]
+        r = self.cluster.run("alpha", "sync", *mode, config=self.config, timeout=600)
         if r.returncode != 0:
             raise RuntimeError(f"shoal sync failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
 
@@ -162,7 +166,7 @@ def main() -> int:
         or "unknown version"
     )
     work = Path(tempfile.mkdtemp(prefix="shoal-vs-csync2-", dir=args.dir))
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str, str, str]] = []
 
     def both(
         name: str,
@@ -176,7 +180,7 @@ def main() -> int:
         unit: str = "s",
     ) -> None:
         results = {}
-        for tool in ("csync2", "shoal"):
+        for tool in ("csync2", "shoal", "shoal-daemon"):
             base = work / (re.sub(r"[^A-Za-z0-9-]", "_", name) + f"-{tool}")
             proxy = None
             if via_proxy and tool == "csync2":
@@ -189,7 +193,7 @@ def main() -> int:
                 env = Csync2Env(base, binary, via_proxy)
             else:
                 ports = {n: free_port() for n in ("beta", "gamma")} if via_proxy else None
-                env = ShoalEnv(base, ports)
+                env = ShoalEnv(base, ports, daemon=tool == "shoal-daemon")
                 if ports:
                     proxy = DelayProxy(
                         [Route(("127.0.0.1", ports[n]), ("127.0.0.1", env.cluster.nodes[n].port)) for n in ports],
@@ -208,17 +212,20 @@ def main() -> int:
                 if proxy is not None:
                     proxy.stop()
             print(f"  {name} {tool}: {results[tool][0]:.3f} s", file=sys.stderr)
-        c, s = results["csync2"][0], results["shoal"][0]
-        rows.append((name, f"{c:.3f} s", f"{s:.3f} s", f"{c / s:.1f}x", target))
+        c, s, d = (results[t][0] for t in ("csync2", "shoal", "shoal-daemon"))
+        rows.append((name, f"{c:.3f} s", f"{s:.3f} s", f"{c / s:.1f}x", f"{d:.3f} s", f"{c / d:.1f}x", target))
         if results["shoal"][1] is not None:
-            cb, sb = results["csync2"][1] or 0, results["shoal"][1] or 0
+            cb, sb, db = (results[t][1] or 0 for t in ("csync2", "shoal", "shoal-daemon"))
+            mib = 2**20
             rows.append(
                 (
                     f"{name} wire bytes",
-                    f"{cb / 2**20:.2f} MiB",
-                    f"{sb / 2**20:.2f} MiB",
+                    f"{cb / mib:.2f} MiB",
+                    f"{sb / mib:.2f} MiB",
                     f"{cb / sb:.1f}x",
-                    "<= 2 MiB" if name == "W4" else "",
+                    f"{db / mib:.2f} MiB",
+                    f"{cb / db:.1f}x",
+                    "<= 2 MiB per peer" if name == "W4" else "",
                 )
             )
 
@@ -273,10 +280,12 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nshoal vs csync2 {version} in {args.dir}, {os.cpu_count()} cores; csync2 nossl, shoal TLS 1.3\n")
-    print(f"{'workload':<26} {'csync2':>12} {'shoal':>12} {'ratio':>8}  target")
-    print("-" * 76)
+    print("one-shot: `shoal sync --standalone` does all the work in its own process")
+    print("daemon:   `shoal sync` hands the work to the node's running daemon over its control socket\n")
+    print(f"{'workload':<26} {'csync2':>11} {'one-shot':>11} {'ratio':>7} {'daemon':>11} {'ratio':>7}  target")
+    print("-" * 96)
     for r in rows:
-        print(f"{r[0]:<26} {r[1]:>12} {r[2]:>12} {r[3]:>8}  {r[4]}")
+        print(f"{r[0]:<26} {r[1]:>11} {r[2]:>11} {r[3]:>7} {r[4]:>11} {r[5]:>7}  {r[6]}")
     return 0
 
 

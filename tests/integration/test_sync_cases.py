@@ -133,3 +133,24 @@ def test_push_only_takes_nothing(cluster: Cluster) -> None:
     assert (cluster.nodes["beta"].data / "from-alpha").exists()
     assert not (cluster.nodes["alpha"].data / "from-beta").exists()
     shutil.rmtree(cluster.nodes["gamma"].data)  # unused here
+
+
+def test_sync_goes_through_the_local_daemon_when_it_runs(cluster: Cluster) -> None:
+    for n in ("alpha", "beta"):
+        cluster.start(n)
+    sock = cluster.nodes["alpha"].state / "control.sock"
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    (cluster.nodes["alpha"].data / "via-daemon").write_text("d")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (cluster.nodes["beta"].data / "via-daemon").exists()
+    assert "pinned beta's certificate" in cluster.log_text("alpha")  # the daemon dialled beta, not the CLI
+    (cluster.nodes["alpha"].data / "standalone").write_text("s")
+    assert cluster.sync("alpha", "--peer", "beta", "--standalone").returncode == 0
+    assert (cluster.nodes["beta"].data / "standalone").exists()
+    cluster.kill("alpha")  # leaves a stale socket behind: the CLI works alone
+    assert sock.exists()
+    (cluster.nodes["alpha"].data / "stale-socket").write_text("x")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (cluster.nodes["beta"].data / "stale-socket").exists()

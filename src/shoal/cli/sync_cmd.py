@@ -24,6 +24,7 @@ def _size(n: int) -> str:
 @click.option("--group", "groups", multiple=True, metavar="G", help="Only peers of this group (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Change nothing; show what pulling would change here.")
 @click.option("--push-only", is_flag=True, help="Let peers take our changes; take none of theirs.")
+@click.option("--standalone", is_flag=True, help="Do the work in this process even if a daemon runs here.")
 @click.pass_obj
 def sync(
     app: AppContext,
@@ -32,46 +33,81 @@ def sync(
     groups: tuple[str, ...],
     dry_run: bool,
     push_only: bool,
+    standalone: bool,
 ) -> int:
-    """Scan local changes (or only PATHs), then exchange with every reachable peer."""
+    """Scan local changes (or only PATHs), then exchange with every reachable peer.
+
+    When this node's daemon runs, it does the work (it has everything loaded already); otherwise this
+    process does."""
+    request = {
+        "verb": "sync",
+        "paths": list(paths),
+        "peers": [p.lower() for p in peers],
+        "groups": list(groups),
+        "dry_run": dry_run,
+        "push_only": push_only,
+    }
+    answer = None
+    if not standalone:
+        from shoal.control.protocol import call
+
+        answer = call(app.state_dir, request)
+    from shoal.engine.sync import SyncReport
+
+    report: object
+    if answer is not None:
+        if "error" in answer:
+            raise click.ClickException(f"the daemon refused: {answer['error']}")
+        report = SyncReport.from_json(answer["report"])
+    else:
+        report = _standalone(app, paths, peers, groups, dry_run, push_only)
+    return _render(app, report)
+
+
+def _standalone(
+    app: AppContext,
+    paths: tuple[str, ...],
+    peers: tuple[str, ...],
+    groups: tuple[str, ...],
+    dry_run: bool,
+    push_only: bool,
+) -> object:
     from shoal.engine.replica import Replica
-    from shoal.engine.sync import sync_once
+    from shoal.engine.sync import scan_first, sync_once
 
     cfg = app.node_config()
-    unknown = [p for p in peers if p not in cfg.peers()]
+    unknown = [p for p in peers if p.lower() not in cfg.peers()]
     if unknown:
         raise click.UsageError(f"not a peer of this node: {', '.join(unknown)}")
-    tty = sys.stdout.isatty()
+    scanned = None if dry_run else scan_first(cfg, app.state_dir, paths or None)
 
     async def main() -> object:
         replica = await Replica.open(cfg, app.state_dir)
         try:
-            if tty:
-                from rich.console import Console
-
-                with Console().status(f"syncing with {len(peers) or len(cfg.peers())} peer(s)..."):
-                    return await sync_once(
-                        replica,
-                        paths=paths or None,
-                        peers=peers or None,
-                        groups=groups or None,
-                        dry_run=dry_run,
-                        push_only=push_only,
-                    )
-            return await sync_once(
+            run = sync_once(
                 replica,
                 paths=paths or None,
-                peers=peers or None,
+                peers=[p.lower() for p in peers] or None,
                 groups=groups or None,
                 dry_run=dry_run,
                 push_only=push_only,
+                scanned=scanned,
             )
+            if sys.stdout.isatty():
+                from rich.console import Console
+
+                with Console().status(f"syncing with {len(peers) or len(cfg.peers())} peer(s)..."):
+                    return await run
+            return await run
         finally:
             await replica.close()
 
+    return asyncio.run(main())
+
+
+def _render(app: AppContext, report: object) -> int:
     from shoal.engine.sync import SyncReport
 
-    report = asyncio.run(main())
     assert isinstance(report, SyncReport)
     if report.scan is not None and (report.scan.recorded or app.verbose):
         s = report.scan

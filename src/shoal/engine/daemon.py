@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 
+from shoal.control.server import ControlServer
 from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import server_handshake
 from shoal.engine.replica import Replica
@@ -66,6 +67,8 @@ async def serve(
         allowed,
     )
     await listener.start()
+    control = ControlServer(replica)
+    await control.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -84,4 +87,5 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*sessions, return_exceptions=True), GRACE_S)
         await listener.close()
+        await control.close()
     return 0

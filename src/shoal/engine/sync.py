@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from shoal.config.resolve import NodeConfig
 from shoal.engine.exchange import Exchange, SessionReport
 from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
 from shoal.errors import AuthError, ShoalError
 from shoal.fs.scan import Scanner, ScanResult
+from shoal.fs.walk import Problem
 from shoal.net.transport import PeerClosed, PeerTimeout, PeerUnreachable, dial
 from shoal.proto.errors import RemoteProtocolError
+from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,15 @@ class SyncReport:
     scan: ScanResult | None = None
     sessions: list[SessionReport] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SyncReport:
+        scan = data.get("scan")
+        return cls(
+            scan=None if scan is None else ScanResult(**{**scan, "problems": [Problem(**p) for p in scan["problems"]]}),
+            sessions=[SessionReport(**s) for s in data.get("sessions", [])],
+            unreachable=dict(data.get("unreachable", {})),
+        )
 
     @property
     def converged(self) -> bool:
@@ -52,10 +66,12 @@ async def sync_once(
     dry_run: bool = False,
     push_only: bool = False,
     on_session: Callable[[SessionReport], None] | None = None,
+    scanned: ScanResult | None = None,
 ) -> SyncReport:
-    report = SyncReport()
+    """Scan (unless the caller did: ``scanned``, see ``scan_first``), then exchange with the peers."""
+    report = SyncReport(scan=scanned)
     cfg = replica.cfg
-    if not dry_run:
+    if not dry_run and scanned is None:
         report.scan = await replica.db(lambda db: Scanner(db, cfg).scan(list(paths) if paths else None))
     targets = sorted(
         p
@@ -94,3 +110,11 @@ async def sync_once(
     await asyncio.gather(*(one(n) for n in targets))
     report.sessions.sort(key=lambda s: s.peer)
     return report
+
+
+def scan_first(cfg: NodeConfig, state_dir: str, paths: Sequence[str] | None) -> ScanResult:
+    """Scan before any thread or event loop exists, so that a large tree's walk may be split over two
+    processes (fs/walk.py forks only while a single thread runs)."""
+    ensure_state_dir(state_dir)
+    with StateDB.open(os.path.join(state_dir, DB_NAME), busy_timeout_s=float(cfg.lock_timeout_s)) as db:
+        return Scanner(db, cfg).scan(list(paths) if paths else None)

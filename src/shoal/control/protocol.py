@@ -1,0 +1,42 @@
+"""What travels over the control socket: one JSON request line, one JSON answer line.
+
+Owns: the socket's path and the (de)serialization of sync reports. Kept import-light on purpose: the
+CLI side of ``shoal sync`` loads only this module when a daemon is running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+SOCKET_NAME = "control.sock"
+TIMEOUT_S = 3600.0
+
+
+def socket_path(state_dir: str) -> str:
+    return os.path.join(state_dir, SOCKET_NAME)
+
+
+def call(state_dir: str, request: dict[str, Any], timeout_s: float = TIMEOUT_S) -> dict[str, Any] | None:
+    """Ask the daemon of ``state_dir``; None when no daemon listens there (the caller works alone)."""
+    path = socket_path(state_dir)
+    if not os.path.exists(path):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(2.0)
+        try:
+            sock.connect(path)
+        except OSError:
+            return None  # a stale socket from a daemon that is gone
+        sock.settimeout(timeout_s)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    answer: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    return answer

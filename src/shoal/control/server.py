@@ -1,0 +1,71 @@
+"""The daemon's end of the control socket (mode 0600 in the state directory; root or the daemon's user).
+
+Owns: accepting local requests and running them on the daemon's replica. A sync requested here is the
+same ``sync_once`` a standalone ``shoal sync`` runs, minus the process start-up and setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from typing import Any
+
+from shoal.control.protocol import socket_path
+from shoal.engine.replica import Replica
+from shoal.engine.sync import sync_once
+
+log = logging.getLogger(__name__)
+
+
+class ControlServer:
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.path = socket_path(replica.state_dir)
+        self._server: asyncio.AbstractServer | None = None
+        self._sync_lock = asyncio.Lock()  # one sync at a time; the next waits for it
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, self.path)
+        finally:
+            os.umask(old)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            request = json.loads(line or b"{}")
+            answer = await self._dispatch(request)
+        except (json.JSONDecodeError, TimeoutError, ValueError) as e:
+            answer = {"error": f"bad request: {e}"}
+        writer.write(json.dumps(answer).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("verb") != "sync":
+            return {"error": f"unknown request {request.get('verb')!r}"}
+        async with self._sync_lock:
+            report = await sync_once(
+                self.replica,
+                paths=request.get("paths") or None,
+                peers=request.get("peers") or None,
+                groups=request.get("groups") or None,
+                dry_run=bool(request.get("dry_run")),
+                push_only=bool(request.get("push_only")),
+            )
+        return {"report": dataclasses.asdict(report)}
