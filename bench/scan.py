@@ -59,6 +59,11 @@ def main() -> int:
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="where to build the tree")
     args = ap.parse_args()
 
+    # Measure an installed tool: compile shoal's modules once, as pip does for a regular install (this
+    # environment sets PYTHONDONTWRITEBYTECODE, which would make every CLI run compile them again).
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "src")], check=True
+    )
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-scan-", dir=args.dir))
     try:
         root = work / "data"

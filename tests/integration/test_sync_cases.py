@@ -154,3 +154,28 @@ def test_sync_goes_through_the_local_daemon_when_it_runs(cluster: Cluster) -> No
     r = cluster.sync("alpha", "--peer", "beta")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (cluster.nodes["beta"].data / "stale-socket").exists()
+
+
+def test_a_push_does_not_echo_back_but_a_reinstalled_node_gets_everything(cluster: Cluster) -> None:
+    cluster.start("beta")
+    a = cluster.nodes["alpha"].data
+    for i in range(50):
+        (a / f"f{i}").write_text(str(i))
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    r = cluster.run("alpha", "-vv", "sync", "--peer", "beta")
+    batches = re.findall(r"batch of (\d+) records from beta", r.stderr)
+    assert batches and sum(int(b) for b in batches) <= 1, batches  # at most beta's own root directory
+    # a local deletion of a file that came from alpha still goes back to alpha
+    cluster.start("alpha")
+    (cluster.nodes["beta"].data / "f7").unlink()
+    assert cluster.sync("beta", "--peer", "alpha").returncode == 0
+    assert not (a / "f7").exists()
+    # alpha loses its disk and its database: it gets its own files back from beta
+    cluster.stop("alpha")
+    shutil.rmtree(a)
+    a.mkdir()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (cluster.nodes["alpha"].state / name).unlink(missing_ok=True)
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in a.iterdir()) == sorted(f"f{i}" for i in range(50) if i != 7)

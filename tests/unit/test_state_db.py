@@ -40,7 +40,7 @@ def test_fresh_database_is_wal_strict_and_private(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.IntegrityError):  # STRICT: a text size is refused
             conn.execute(
                 "INSERT INTO records VALUES (x'00', 0, 'big', 0, 0, 0, NULL, NULL, 0, NULL, NULL, 0, "
-                "x'90', NULL, 0, 1, 0, 0, 0, 1)"
+                "x'90', NULL, 0, 1, 0, 0, 0, 1, NULL)"
             )
     finally:
         conn.close()

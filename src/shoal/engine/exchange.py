@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgspec
 
@@ -240,7 +240,10 @@ class Exchange:
             since = 0  # the peer's watermark is from before our database was replaced
         while True:
             page = await self.r.db(_page(since))
-            shared = [(rec, real) for rec in page if (real := self._shared(rec.path)) is not None]
+            echo = self.auth.peer_db_id
+            shared = [
+                (rec, real) for rec in page if rec.origin != echo and (real := self._shared(rec.path)) is not None
+            ]
             inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
             upto = page[-1].seq if page else last
             more = len(page) == INDEX_PAGE
@@ -433,8 +436,10 @@ class Exchange:
                 if rec.kind is Kind.DIR and not rec.deleted:
                     tree.set_dir_time(real, rec.mtime_ns)
             self.report.files_in += sum(1 for s in done if s.record.kind is Kind.FILE)
+            merged = [self._observed(rec, real, locals_.get(rec.path), None) for rec, real, _ in to_store]
             to_store.extend(applied)
-            return [self._observed(rec, real, locals_.get(rec.path)) for rec, real, _ in to_store]
+            origin = self.auth.peer_db_id  # taken unchanged from this peer: never offered back to it
+            return merged + [self._observed(rec, real, locals_.get(rec.path), origin) for rec, real, _ in applied]
 
         try:
             await asyncio.to_thread(local_work)
@@ -478,15 +483,15 @@ class Exchange:
         failed.append(seq)
         log.warning("%s (from %s)", message, self.auth.peer)
 
-    def _observed(self, rec: Record, real: str, local: Record | None) -> Record:
+    def _observed(self, rec: Record, real: str, local: Record | None, origin: str | None) -> Record:
         """The record to store for an applied change: the peer's version, as it now is on our disk."""
         vector = merged_vector(local, rec)
         if rec.deleted:
-            return _with_vector(rec, vector)
+            return replace(rec, vector=vector, origin=origin)
         try:
             st = os.lstat(real)
         except OSError:
-            return _with_vector(rec, vector)
+            return replace(rec, vector=vector, origin=origin)
         return Record(
             path=rec.path,
             kind=rec.kind,
@@ -504,6 +509,7 @@ class Exchange:
             base=rec.base,
             ctime_ns=st.st_ctime_ns,
             inode=st.st_ino,
+            origin=origin,
         )
 
     def _write_inline(

@@ -332,6 +332,7 @@ class Scanner:
                     base=old.hash,
                     deleted=True,
                     recheck=False,
+                    origin=None,  # a local change: every peer must hear of it
                     vector=bump(old.vector, self.node, now_s),
                     mtime_ns=start_ns,
                 )

@@ -107,6 +107,7 @@ class Record:
     ctime_ns: int = 0
     inode: int = 0
     recheck: bool = False  #: re-read at the next scan even if stat looks unchanged
+    origin: str | None = None  #: database id of the peer this exact version was taken from, if any
 
     def same_content(self, other: Record) -> bool:
         """Same kind and payload (content, link target or device), metadata aside."""

@@ -29,7 +29,7 @@ ScanIndex = dict[bytes, int]
 
 _COLUMNS = (
     "path, kind, size, mode, uid, gid, user, grp, mtime_ns, hash, target, rdev, vector, base, "
-    "deleted, seq, ctime_ns, inode, recheck"
+    "deleted, seq, ctime_ns, inode, recheck, origin"
 )
 _Row = tuple[
     bytes,
@@ -51,6 +51,7 @@ _Row = tuple[
     int,
     int,
     int,
+    int | None,
 ]
 
 
@@ -98,6 +99,8 @@ class StateDB:
         self.readonly = readonly
         self._node_ids: dict[str, int] = {}
         self._node_names: dict[int, str] = {}
+        self._source_ids: dict[str, int] = {}
+        self._source_names: dict[int, str] = {}
         self._load_nodes()
 
     # -- opening -------------------------------------------------------------------------------------
@@ -161,12 +164,31 @@ class StateDB:
         for node_id, name in self._conn.execute("SELECT id, name FROM nodes"):
             self._node_ids[name] = node_id
             self._node_names[node_id] = name
+        for source_id, db_id in self._conn.execute("SELECT id, db_id FROM sources"):
+            self._source_ids[db_id] = source_id
+            self._source_names[source_id] = db_id
 
     def reload_nodes(self) -> None:
         """Node ids inserted by a rolled-back transaction are gone: rebuild the cache."""
         self._node_ids.clear()
         self._node_names.clear()
+        self._source_ids.clear()
+        self._source_names.clear()
         self._load_nodes()
+
+    def _source(self, source_id: int) -> str | None:
+        if source_id not in self._source_names:
+            self.reload_nodes()  # added by another connection since we loaded the table
+        return self._source_names.get(source_id)
+
+    def _source_id(self, db_id: str) -> int:
+        source_id = self._source_ids.get(db_id)
+        if source_id is None:
+            cur = self._conn.execute("INSERT INTO sources (db_id) VALUES (?)", (db_id,))
+            source_id = int(cur.lastrowid or 0)
+            self._source_ids[db_id] = source_id
+            self._source_names[source_id] = db_id
+        return source_id
 
     def _node_id(self, name: str) -> int:
         node_id = self._node_ids.get(name)
@@ -214,6 +236,7 @@ class StateDB:
             ctime_ns=r[16],
             inode=r[17],
             recheck=bool(r[18]),
+            origin=None if r[19] is None else self._source(r[19]),
         )
 
     def _row(self, rec: Record, seq: int) -> tuple[object, ...]:
@@ -237,6 +260,7 @@ class StateDB:
             rec.ctime_ns,
             rec.inode,
             int(rec.recheck),
+            None if rec.origin is None else self._source_id(rec.origin),
             rec.signature(),
         )
 
@@ -286,7 +310,7 @@ class StateDB:
                 seq += 1
                 rows.append(self._row(rec, seq))
             self._conn.executemany(
-                f"INSERT OR REPLACE INTO records ({_COLUMNS}, sig) VALUES ({','.join('?' * 20)})",
+                f"INSERT OR REPLACE INTO records ({_COLUMNS}, sig) VALUES ({','.join('?' * 21)})",
                 rows,
             )
             self._conn.executemany(

@@ -12,6 +12,16 @@ CREATE TABLE conflicts (
     PRIMARY KEY (path, peer)
 ) STRICT, WITHOUT ROWID;
 
+-- Where a record's version came from: the database id of the peer it was applied from unchanged.
+-- Such a record is never sent back to that database (the peer has it, or something newer): this is
+-- what keeps a large push from echoing back from every peer. Merged and local versions have no origin.
+-- A reinstalled peer has a new database id, so it does get everything back.
+CREATE TABLE sources (
+    id    INTEGER PRIMARY KEY,
+    db_id TEXT NOT NULL UNIQUE
+) STRICT;
+ALTER TABLE records ADD COLUMN origin INTEGER REFERENCES sources (id);
+
 -- A random id for this database, so that a peer can tell when our database was replaced (and our
 -- sequence numbers restarted) and must read our whole index again.
 INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
