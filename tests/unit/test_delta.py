@@ -50,3 +50,13 @@ def test_whole_file_when_the_receiver_has_nothing(tmp_path: Path) -> None:
         pieces = list(delta.plan(f.fileno(), set()))
     assert b"".join(p.data for p in pieces if isinstance(p, delta.Literal)) == data
     assert len(pieces) == 4
+
+
+def test_blockwise_chunking_equals_whole_buffer(tmp_path: Path) -> None:
+    data = os.urandom((5 << 20) + 12345)
+    (tmp_path / "f").write_bytes(data)
+    whole = [(c.offset, c.length) for c in delta._cdc.cut_buf(data)]
+    with open(tmp_path / "f", "rb") as f:
+        for block in (1 << 20, 3 << 20, 64 << 20):
+            got = [(off, length) for _, off, length, _ in delta._chunks(f.fileno(), block)]
+            assert got == whole, block

@@ -17,6 +17,13 @@ def daemon(app: AppContext, listen: str | None) -> int:
     from shoal.engine.daemon import serve
     from shoal.engine.replica import Replica
 
+    import logging
+
+    # A long-running process: every line gets a timestamp (journald adds its own, harmlessly).
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
     cfg = app.node_config()
     host, port = None, None
     if listen:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -286,16 +286,24 @@ class Exchange:
             await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}"))
             return
         try:
-            pieces: Iterator[delta.Literal | delta.Reference] = delta.plan(fd, set(req.have))
-            while True:
-                piece = await asyncio.to_thread(next, pieces, None)
-                if piece is None:
-                    break
-                if isinstance(piece, delta.Literal):
+            chunks = self.r.chunk_cache.get(req.hash) if req.have else None
+            if req.have and chunks is None:
+                chunks = await asyncio.to_thread(delta.chunks_of, fd)
+                self.r.chunk_cache.put(req.hash, chunks)  # the next peer asking for this version reuses it
+            groups = delta.batches(delta.plan(fd, set(req.have), chunks))
+            while (group := await asyncio.to_thread(next, groups, None)) is not None:
+                refs: list[tuple[bytes, int]] = []
+                for piece in group:
+                    if isinstance(piece, delta.Reference):
+                        refs.append((piece.digest, piece.length))
+                        continue
+                    if refs:
+                        await self.ch.send(m.ContentCopy(req.id, refs))
+                        refs = []
                     await self.ch.send(m.ContentData(req.id, piece.data))
                     self.report.bytes_out += len(piece.data)
-                else:
-                    await self.ch.send(m.ContentCopy(req.id, piece.digest, piece.length))
+                if refs:
+                    await self.ch.send(m.ContentCopy(req.id, refs))
             self.report.files_out += 1
             await self.ch.send(m.ContentEnd(req.id, None))
         except OSError as e:
@@ -575,11 +583,12 @@ class Exchange:
                             self.report.bytes_in += len(msg.data)
                         else:
                             base = bases[i]
-                            where = base[1].get(msg.ref) if base is not None else None
-                            if base is None or where is None or where[1] != msg.length:
-                                error = "the peer referred to a chunk we do not have"
-                                continue
-                            writer.write(os.pread(base[0], where[1], where[0]))
+                            for ref, length in msg.refs:
+                                where = base[1].get(ref) if base is not None else None
+                                if base is None or where is None or where[1] != length:
+                                    error = "the peer referred to a chunk we do not have"
+                                    break
+                                writer.write(os.pread(base[0], where[1], where[0]))
                     except OSError as e:
                         error = f"cannot write: {e.strerror}"
                 if writer is not None and error is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,8 +22,30 @@ from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
 from shoal.net.identity import Identity, load_cert_der, load_identity, load_private_key
 from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
+from shoal.transfer import delta
 
 T = TypeVar("T")
+
+
+class ChunkCache:
+    """Chunk maps of recently served large files, by content hash (several peers usually ask for the
+    same new version within seconds). Bounded by entry count; a map of a 64 MiB file is ~1,000 entries."""
+
+    def __init__(self, entries: int = 64) -> None:
+        self._maps: OrderedDict[bytes, list[delta.Chunk]] = OrderedDict()
+        self._entries = entries
+
+    def get(self, content_hash: bytes) -> list[delta.Chunk] | None:
+        found = self._maps.get(content_hash)
+        if found is not None:
+            self._maps.move_to_end(content_hash)
+        return found
+
+    def put(self, content_hash: bytes, chunks: list[delta.Chunk]) -> None:
+        self._maps[content_hash] = chunks
+        self._maps.move_to_end(content_hash)
+        while len(self._maps) > self._entries:
+            self._maps.popitem(last=False)
 
 
 @dataclass
@@ -38,6 +61,7 @@ class Replica:
     def __post_init__(self) -> None:
         self._exec = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._db: StateDB | None = None
+        self.chunk_cache = ChunkCache()
 
     @classmethod
     async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:

@@ -127,7 +127,7 @@ class FileWriter:
         self.fd = os.open(
             self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dfd
         )
-        self.hasher = blake3.blake3()
+        self.hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)  # threads only for large inputs
         self.written = 0
 
     def write(self, data: bytes | memoryview) -> None:

@@ -94,11 +94,10 @@ class ContentData(msgspec.Struct, tag="content_data", frozen=True):
 
 
 class ContentCopy(msgspec.Struct, tag="content_copy", frozen=True):
-    """Copy the chunk whose digest is ``ref`` from your own copy."""
+    """Copy these chunks, in order, from your own copy: (digest, length) each."""
 
     id: int
-    ref: bytes
-    length: int
+    refs: list[tuple[bytes, int]]
 
 
 class ContentEnd(msgspec.Struct, tag="content_end", frozen=True):
