@@ -14,10 +14,10 @@ from shoal.cli.context import AppContext
 @click.pass_obj
 def daemon(app: AppContext, listen: str | None) -> int:
     """Serve peers until SIGTERM (in-flight transfers finish first)."""
+    import logging
+
     from shoal.engine.daemon import serve
     from shoal.engine.replica import Replica
-
-    import logging
 
     # A long-running process: every line gets a timestamp (journald adds its own, harmlessly).
     for handler in logging.getLogger().handlers:
