@@ -125,6 +125,7 @@ class Exchange:
         self.matcher = replica.matcher_for(auth.groups)
         self.roots = self.matcher.roots()
         self._walkable: dict[str, bool] = {}  # directory -> reachable under the shared groups' patterns
+        self._new_maps: dict[bytes, list[tuple[bytes, int, int]]] = {}  # chunk maps of received large files
         self._responses: asyncio.Queue[m.Message] = asyncio.Queue()
         self._requests: asyncio.Queue[m.Message | None] = asyncio.Queue()
         self._peer_done = asyncio.Event()
@@ -288,7 +289,11 @@ class Exchange:
         try:
             chunks = self.r.chunk_cache.get(req.hash) if req.have else None
             if req.have and chunks is None:
-                chunks = await asyncio.to_thread(delta.chunks_of, fd)
+                stored = await self.r.db(_chunk_map(req.hash))
+                if stored is not None:
+                    chunks = [delta.Chunk(d, off, length) for d, off, length in stored]
+                else:
+                    chunks = await asyncio.to_thread(delta.chunks_of, fd)
                 self.r.chunk_cache.put(req.hash, chunks)  # the next peer asking for this version reuses it
             groups = delta.batches(delta.plan(fd, set(req.have), chunks))
             while (group := await asyncio.to_thread(next, groups, None)) is not None:
@@ -433,6 +438,19 @@ class Exchange:
 
         def finish_work() -> list[Record]:
             """Make the batch durable and visible, then describe what is now on disk."""
+            for st in staged:  # large files that came whole: chunk them now, while they are in the cache
+                h = st.record.hash
+                if (
+                    st.record.kind is Kind.FILE
+                    and st.record.size_bytes >= delta.DELTA_MIN_BYTES
+                    and h is not None
+                    and h not in self._new_maps
+                ):
+                    fd = os.open(st.tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=st.dfd)
+                    try:
+                        self._new_maps[h] = [(c.digest, c.offset, c.length) for c in delta.chunks_of(fd)]
+                    finally:
+                        os.close(fd)
             done, problems = tree.commit(staged)
             for p in problems:
                 self.report.problems.append(p)
@@ -460,9 +478,13 @@ class Exchange:
         now = time.time_ns()
         peer = self.auth.peer
 
+        new_maps = dict(self._new_maps)
+        self._new_maps.clear()
+
         def store(db: StateDB) -> None:
             if stored:
                 db.apply_scan(stored)
+            db.put_chunk_maps(new_maps)
             for rec, _ in conflicts:
                 db.record_conflict(rec.path, peer, msgspec.msgpack.encode(to_wire(rec)), now)
 
@@ -555,7 +577,8 @@ class Exchange:
                 and local.size_bytes >= delta.DELTA_MIN_BYTES
                 and rec.size_bytes >= delta.DELTA_MIN_BYTES
             ):
-                base = await asyncio.to_thread(_open_base, real)
+                stored = await self.r.db(_chunk_map(local.hash or b""))
+                base = await asyncio.to_thread(_open_base, real, stored)
             bases[i] = base
             have = list(base[1]) if base is not None else []
             await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have))
@@ -564,6 +587,8 @@ class Exchange:
             for i, (rec, real, local, seq) in enumerate(wanted):
                 writer: FileWriter | None = None
                 error: str | None = None
+                new_map: list[tuple[bytes, int, int]] = []  # delta mode: the new version's chunks, for free
+                offset = 0
                 try:
                     writer = FileWriter(tree, real, rec, local)
                 except (ApplyError, UnsafePath, OSError) as e:
@@ -581,6 +606,9 @@ class Exchange:
                         if isinstance(msg, m.ContentData):
                             writer.write(msg.data)
                             self.report.bytes_in += len(msg.data)
+                            if bases[i] is not None:  # a delta's literal pieces are whole chunks
+                                new_map.append((delta.digest(msg.data), offset, len(msg.data)))
+                            offset += len(msg.data)
                         else:
                             base = bases[i]
                             for ref, length in msg.refs:
@@ -589,12 +617,16 @@ class Exchange:
                                     error = "the peer referred to a chunk we do not have"
                                     break
                                 writer.write(os.pread(base[0], where[1], where[0]))
+                                new_map.append((ref, offset, length))
+                                offset += length
                     except OSError as e:
                         error = f"cannot write: {e.strerror}"
                 if writer is not None and error is None:
                     try:
                         out.append(writer.finish())
                         seqs[real] = seq
+                        if bases[i] is not None and rec.hash is not None:
+                            self._new_maps[rec.hash] = new_map
                         continue
                     except ApplyError as e:
                         error = str(e)
@@ -608,17 +640,25 @@ class Exchange:
         return out
 
 
-def _open_base(real: str) -> tuple[int, dict[bytes, tuple[int, int]]] | None:
-    """Our current copy of a large file, opened, with its chunk map (digest -> offset, length)."""
+def _open_base(
+    real: str, stored: list[tuple[bytes, int, int]] | None
+) -> tuple[int, dict[bytes, tuple[int, int]]] | None:
+    """Our current copy of a large file, opened, with its chunk map (digest -> offset, length): the one
+    stored for its content hash, else computed now."""
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        return fd, {c.digest: (c.offset, c.length) for c in delta.chunks_of(fd)}
+        chunks = stored if stored is not None else [(c.digest, c.offset, c.length) for c in delta.chunks_of(fd)]
+        return fd, {d: (off, length) for d, off, length in chunks}
     except (OSError, ValueError):
         os.close(fd)
         return None
+
+
+def _chunk_map(content_hash: bytes) -> Callable[[StateDB], list[tuple[bytes, int, int]] | None]:
+    return lambda db: db.chunk_map(content_hash)
 
 
 def _with_vector(rec: Record, vector: tuple[tuple[str, int], ...]) -> Record:

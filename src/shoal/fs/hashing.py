@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import blake3
 
+from shoal.transfer import delta
+
 _CHUNK = 1 << 20
-_MMAP_FROM = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +21,28 @@ class Hashed:
     digest: bytes
     st: os.stat_result  #: fstat taken after reading, consistent with the digest
     stable: bool  #: no change seen between the stat before and after reading
+    chunks: list[delta.Chunk] | None = None  #: chunk map, for files of at least DELTA_MIN_BYTES
 
 
 def _sig(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _read_once(fd: int, size: int) -> tuple[bytes, list[delta.Chunk] | None]:
+    if size >= delta.DELTA_MIN_BYTES:
+        # Large files may later travel as deltas: take the chunk map in the same pass.
+        return delta.hash_and_chunks(fd)
+    h = blake3.blake3()
+    # A small file is read with one call: asking for one byte more than its size, a short read means end
+    # of file. Only a file that grew needs more calls.
+    want, offset = size + 1, 0
+    while chunk := os.pread(fd, want, offset):
+        h.update(chunk)
+        offset += len(chunk)
+        if len(chunk) < want:
+            break
+        want = _CHUNK
+    return h.digest(), None
 
 
 def hash_file(path: str, attempts: int = 3) -> Hashed:
@@ -34,25 +53,12 @@ def hash_file(path: str, attempts: int = 3) -> Hashed:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise OSError(0, "not a regular file any more")
-        for attempt in range(attempts):
-            h = blake3.blake3(max_threads=blake3.blake3.AUTO)  # threads only pay off for large files
-            if before.st_size >= _MMAP_FROM:
-                h.update_mmap(f"/proc/self/fd/{fd}")
-            else:
-                if attempt:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                # A small file is read with one call: asking for one byte more than its size, a short
-                # read means end of file. Only a file that grew needs more calls.
-                want = before.st_size + 1 if before.st_size < _CHUNK else _CHUNK
-                while chunk := os.read(fd, want):
-                    h.update(chunk)
-                    if len(chunk) < want:
-                        break
-                    want = _CHUNK
+        for _ in range(attempts):
+            digest, chunks = _read_once(fd, before.st_size)
             after = os.fstat(fd)
             if _sig(after) == _sig(before):
-                return Hashed(h.digest(), after, True)
+                return Hashed(digest, after, True, chunks)
             before = after
-        return Hashed(h.digest(), after, False)
+        return Hashed(digest, after, False, chunks)
     finally:
         os.close(fd)

@@ -107,6 +107,8 @@ class Scanner:
         self.hasher = hasher
         self.names = _Names()
         self.walker = Walker(self.matcher, self.pmap)
+        self._maps: dict[bytes, list[tuple[bytes, int, int]]] = {}  # chunk maps of large files, to store
+        self._maps_stored = False
 
     def _roots(self, paths: Sequence[str] | None, res: ScanResult) -> list[str]:
         if paths is None:
@@ -164,6 +166,8 @@ class Scanner:
                 incomplete.append(root)
         forget = self._deletions(index, roots, incomplete, full, start_ns, res, changes)
         self._flush(changes, refreshes, forget)
+        if full and (self._maps_stored or res.deleted or res.changed):
+            self.db.prune_chunk_maps()
         res.seconds = time.monotonic() - t0
         return res
 
@@ -177,6 +181,10 @@ class Scanner:
     def _flush(self, changes: list[Record], refreshes: list[Record], forget: list[str]) -> None:
         if changes or refreshes or forget:
             self.db.apply_scan(changes, refreshes, forget)
+        if self._maps:
+            self.db.put_chunk_maps(self._maps)
+            self._maps_stored = True
+            self._maps.clear()
         changes.clear()
         refreshes.clear()
 
@@ -227,6 +235,8 @@ class Scanner:
                 st, digest, stable = hashed.st, hashed.digest, hashed.stable
                 res.hashed_files += 1
                 res.hashed_bytes += st.st_size
+                if hashed.chunks is not None and stable:
+                    self._maps[digest] = [(c.digest, c.offset, c.length) for c in hashed.chunks]
                 if not stable:
                     res.problems.append(Problem(real, "kept changing while being read; will re-read"))
             elif kind is Kind.SYMLINK:

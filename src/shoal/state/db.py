@@ -347,6 +347,28 @@ class StateDB:
                 (self._node_id(peer), acked_seq, received_seq),
             )
 
+    def chunk_map(self, content_hash: bytes) -> list[tuple[bytes, int, int]] | None:
+        row = self._conn.execute("SELECT chunks FROM chunk_maps WHERE hash = ?", (content_hash,)).fetchone()
+        if row is None:
+            return None
+        flat = msgspec.msgpack.decode(row[0], type=list[bytes | int])
+        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]  # type: ignore[misc]
+
+    def put_chunk_maps(self, maps: dict[bytes, list[tuple[bytes, int, int]]]) -> None:
+        if not maps:
+            return
+        rows = [(h, msgspec.msgpack.encode([x for c in chunks for x in c])) for h, chunks in maps.items()]
+        with self._write():
+            self._conn.executemany("INSERT OR REPLACE INTO chunk_maps (hash, chunks) VALUES (?, ?)", rows)
+
+    def prune_chunk_maps(self) -> None:
+        """Drop the maps of content no live record holds any more."""
+        with self._write():
+            self._conn.execute(
+                "DELETE FROM chunk_maps WHERE hash NOT IN "
+                "(SELECT hash FROM records WHERE deleted = 0 AND hash IS NOT NULL)"
+            )
+
     def db_id(self) -> str:
         return str(self.get_meta("db_id"))
 

@@ -56,6 +56,21 @@ def _chunks(fd: int, block: int = BLOCK) -> Iterator[tuple[bytes, int, int, memo
         buf = bytes(view[keep:])
 
 
+def digest(data: bytes | memoryview) -> bytes:
+    """A chunk's name."""
+    return blake3.blake3(data).digest(DIGEST_BYTES)
+
+
+def hash_and_chunks(fd: int) -> tuple[bytes, list[Chunk]]:
+    """The whole file's BLAKE3 and its chunk map from one pass over the data, so the two agree."""
+    whole = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    chunks = []
+    for digest, offset, length, data in _chunks(fd):
+        whole.update(data)
+        chunks.append(Chunk(digest, offset, length))
+    return whole.digest(), chunks
+
+
 def chunks_of(fd: int) -> list[Chunk]:
     """The chunks of the open file ``fd``."""
     return [Chunk(digest, offset, length) for digest, offset, length, _ in _chunks(fd)]

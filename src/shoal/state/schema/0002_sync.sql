@@ -22,6 +22,14 @@ CREATE TABLE sources (
 ) STRICT;
 ALTER TABLE records ADD COLUMN origin INTEGER REFERENCES sources (id);
 
+-- Chunk maps of large files (FastCDC chunks named by truncated BLAKE3), by content hash: what a delta
+-- transfer needs on both ends. Computed when a large file is scanned or received; maps that no live
+-- record uses any more are pruned. chunks = msgpack [digest, offset, length, ...].
+CREATE TABLE chunk_maps (
+    hash   BLOB PRIMARY KEY,
+    chunks BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+
 -- A random id for this database, so that a peer can tell when our database was replaced (and our
 -- sequence numbers restarted) and must read our whole index again.
 INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
