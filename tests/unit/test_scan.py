@@ -226,3 +226,20 @@ def test_long_and_non_utf8_names(tree: Path, db: StateDB) -> None:
     Scanner(db, node_cfg(tree)).scan()
     assert f"%data%/{long_name}" in paths(db)
     assert "%data%/bad-\udcff-name" in paths(db)
+
+
+def test_large_files_get_a_chunk_map_that_is_pruned_with_them(tree: Path, db: StateDB) -> None:
+    from shoal.transfer import delta
+
+    big = tree / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    Scanner(db, node_cfg(tree)).scan()
+    h = db.get_records(["%data%/big.bin"])["%data%/big.bin"].hash
+    assert h is not None
+    stored = db.chunk_map(h)
+    with open(big, "rb") as f:
+        assert stored == [(c.digest, c.offset, c.length) for c in delta.chunks_of(f.fileno())]
+    assert db.chunk_map(hash_file(str(tree / "a.txt")).digest) is None  # small files need none
+    big.unlink()
+    Scanner(db, node_cfg(tree)).scan()
+    assert db.chunk_map(h) is None
