@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from shoal.testing.cluster import Cluster
 
 BIN = Path(sys.executable).parent
 
@@ -43,3 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three nodes (alpha, beta, gamma) laid out under tmp_path; every daemon is stopped afterwards."""
+    with Cluster(tmp_path / "c") as c:
+        yield c

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ from shoal.fs.config_source import load_node_config
 from shoal.net.transport import dial
 from shoal.proto import messages as m
 from shoal.testing.cluster import SHOAL, Cluster
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster(tmp_path / "c") as c:
-        yield c
 
 
 def wire(path: str, data: bytes) -> m.WireRecord:

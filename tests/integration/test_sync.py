@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from shoal.testing.cluster import Cluster
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster(tmp_path / "c") as c:
-        yield c
 
 
 def converge(c: Cluster, writer: str) -> None:

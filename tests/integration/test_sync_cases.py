@@ -5,19 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from shoal.net.identity import create_identity
 from shoal.testing.cluster import Cluster
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster(tmp_path / "c") as c:
-        yield c
 
 
 def test_offline_node_catches_up_after_restart(cluster: Cluster) -> None:

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from shoal.net.identity import load_identity
 from shoal.testing.cluster import Cluster
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster(tmp_path / "c") as c:
-        yield c
 
 
 def test_only_from_refuses_before_tls(cluster: Cluster) -> None:

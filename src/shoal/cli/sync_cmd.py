@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 
@@ -60,37 +61,33 @@ def sync(
             raise click.ClickException(f"the daemon refused: {answer['error']}")
         report = SyncReport.from_json(answer["report"])
     else:
-        report = _standalone(app, paths, peers, groups, dry_run, push_only)
+        report = _standalone(app, request)
     return _render(app, report)
 
 
-def _standalone(
-    app: AppContext,
-    paths: tuple[str, ...],
-    peers: tuple[str, ...],
-    groups: tuple[str, ...],
-    dry_run: bool,
-    push_only: bool,
-) -> object:
+def _standalone(app: AppContext, request: dict[str, Any]) -> object:
+    """The same work the daemon does for a ``sync`` request, in this process."""
     from shoal.engine.replica import Replica
     from shoal.engine.sync import scan_first, sync_once
 
     cfg = app.node_config()
-    unknown = [p for p in peers if p.lower() not in cfg.peers()]
+    peers: list[str] = request["peers"]
+    unknown = [p for p in peers if p not in cfg.peers()]
     if unknown:
         raise click.UsageError(f"not a peer of this node: {', '.join(unknown)}")
-    scanned = None if dry_run else scan_first(cfg, app.state_dir, paths or None)
+    paths = request["paths"] or None
+    scanned = None if request["dry_run"] else scan_first(cfg, app.state_dir, paths)
 
     async def main() -> object:
         replica = await Replica.open(cfg, app.state_dir)
         try:
             run = sync_once(
                 replica,
-                paths=paths or None,
-                peers=[p.lower() for p in peers] or None,
-                groups=groups or None,
-                dry_run=dry_run,
-                push_only=push_only,
+                paths=paths,
+                peers=peers or None,
+                groups=request["groups"] or None,
+                dry_run=request["dry_run"],
+                push_only=request["push_only"],
                 scanned=scanned,
             )
             if sys.stdout.isatty():

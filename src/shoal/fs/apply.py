@@ -31,7 +31,7 @@ import blake3
 
 from shoal.fs.hashing import hash_file
 from shoal.model.paths import UnsafePath, check_path, is_within
-from shoal.model.records import Kind, Record, stat_signature
+from shoal.model.records import Kind, Record, kind_of, stat_signature
 
 TMP_PREFIX = ".shoal-tmp."
 STALE_TMP_S = 3600
@@ -61,7 +61,7 @@ def disk_matches(real: str, expect: Record | None) -> bool:
         return False
     if expect is None or expect.deleted:
         return False
-    kind = _kind_of(st.st_mode)
+    kind = kind_of(st.st_mode)
     if expect.kind is Kind.DIR:
         # A directory's own mtime and ctime move whenever an entry in it changes (our own applies
         # included); what it holds is tracked by the records of its entries.
@@ -88,17 +88,6 @@ def disk_matches(real: str, expect: Record | None) -> bool:
         except OSError:
             return False
     return True
-
-
-def _kind_of(mode: int) -> Kind | None:
-    return {
-        stat.S_IFREG: Kind.FILE,
-        stat.S_IFDIR: Kind.DIR,
-        stat.S_IFLNK: Kind.SYMLINK,
-        stat.S_IFIFO: Kind.FIFO,
-        stat.S_IFCHR: Kind.CHR,
-        stat.S_IFBLK: Kind.BLK,
-    }.get(stat.S_IFMT(mode))
 
 
 @dataclass

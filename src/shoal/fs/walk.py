@@ -25,21 +25,14 @@ from typing import IO
 
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher, Verdict
-from shoal.model.records import Kind, stat_signature
+from shoal.model.records import KIND_OF_FMT, Kind, stat_signature
 
 log = logging.getLogger(__name__)
 
 #: Below this many records the fork costs more than it saves.
 PARALLEL_MIN_RECORDS = 20_000
 
-KINDS = {
-    stat.S_IFREG: Kind.FILE,
-    stat.S_IFDIR: Kind.DIR,
-    stat.S_IFLNK: Kind.SYMLINK,
-    stat.S_IFIFO: Kind.FIFO,
-    stat.S_IFCHR: Kind.CHR,
-    stat.S_IFBLK: Kind.BLK,
-}
+KINDS = KIND_OF_FMT
 _KIND_CODES = {fmt: int(kind) for fmt, kind in KINDS.items()}
 
 #: A path whose stat differs from its record: (real path, logical name, lstat, kind), paths as bytes.

@@ -10,6 +10,7 @@ versions conflict with its old ones instead of silently losing to them.
 from __future__ import annotations
 
 import enum
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,21 @@ class Kind(enum.IntEnum):
     FIFO = 3
     CHR = 4
     BLK = 5
+
+
+#: POSIX file-type bits (stat.S_IFMT of st_mode) -> Kind; sockets and the like have none.
+KIND_OF_FMT = {
+    stat.S_IFREG: Kind.FILE,
+    stat.S_IFDIR: Kind.DIR,
+    stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO,
+    stat.S_IFCHR: Kind.CHR,
+    stat.S_IFBLK: Kind.BLK,
+}
+
+
+def kind_of(mode: int) -> Kind | None:
+    return KIND_OF_FMT.get(stat.S_IFMT(mode))
 
 
 class Order(enum.Enum):
