@@ -170,3 +170,23 @@ def test_a_push_does_not_echo_back_but_a_reinstalled_node_gets_everything(cluste
     r = cluster.sync("alpha", "--peer", "beta")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in a.iterdir()) == sorted(f"f{i}" for i in range(50) if i != 7)
+
+
+def test_daemon_stops_cleanly_on_sigterm(cluster: Cluster) -> None:
+    cluster.start("beta")
+    sock = cluster.nodes["beta"].state / "control.sock"
+    assert sock.exists()
+    assert cluster.stop("beta") == 0
+    assert not sock.exists()
+
+
+def test_pending_lists_what_a_peer_has_not_taken(cluster: Cluster) -> None:
+    a = cluster.nodes["alpha"].data
+    (a / "waiting").write_text("w")
+    assert cluster.run("alpha", "check").returncode == 0
+    out = cluster.run("alpha", "pending").stdout
+    assert "beta: 2 change(s) pending" in out and "%d%/waiting" in out  # the file and the root directory
+    cluster.start("beta")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    out = cluster.run("alpha", "pending").stdout
+    assert "beta: 0 change(s) pending" in out and "gamma: 2 change(s) pending" in out
