@@ -81,8 +81,7 @@ def _standalone(app: AppContext, request: dict[str, Any]) -> object:
     async def main() -> object:
         replica = await Replica.open(cfg, app.state_dir)
         try:
-            run = sync_once(
-                replica,
+            kwargs: dict[str, Any] = dict(
                 paths=paths,
                 peers=peers or None,
                 groups=request["groups"] or None,
@@ -90,16 +89,34 @@ def _standalone(app: AppContext, request: dict[str, Any]) -> object:
                 push_only=request["push_only"],
                 scanned=scanned,
             )
-            if sys.stdout.isatty():
-                from rich.console import Console
-
-                with Console().status(f"syncing with {len(peers) or len(cfg.peers())} peer(s)..."):
-                    return await run
-            return await run
+            if not sys.stdout.isatty():
+                return await sync_once(replica, **kwargs)
+            bars = _Bars(sorted(peers or cfg.peers()))
+            with bars.progress:
+                return await sync_once(replica, progress=bars.update, **kwargs)
         finally:
             await replica.close()
 
     return asyncio.run(main())
+
+
+class _Bars:
+    """One live row per peer on a terminal: files and bytes each way, updated as batches complete."""
+
+    def __init__(self, peers: list[str]) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+        self.tasks = {p: self.progress.add_task(f"{p}: connecting", total=None) for p in peers}
+
+    def update(self, r: Any) -> None:
+        task = self.tasks.get(r.peer)
+        if task is not None:
+            self.progress.update(
+                task,
+                description=f"{r.peer}: received {r.files_in} files ({_size(r.bytes_in)}), "
+                f"sent {r.files_out} ({_size(r.bytes_out)})",
+            )
 
 
 def _render(app: AppContext, report: object) -> int:

@@ -113,8 +113,17 @@ def _depth(path: str) -> int:
 
 class Exchange:
     def __init__(
-        self, replica: Replica, ch: Channel, auth: Authenticated, *, client: bool, pull: bool, dry_run: bool = False
+        self,
+        replica: Replica,
+        ch: Channel,
+        auth: Authenticated,
+        *,
+        client: bool,
+        pull: bool,
+        dry_run: bool = False,
+        progress: Callable[[SessionReport], None] | None = None,
     ) -> None:
+        self.progress = progress or (lambda _: None)  #: told after every applied batch and served file
         self.r = replica
         self.ch = ch
         self.auth = auth
@@ -251,6 +260,7 @@ class Exchange:
             await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, upto, more))
             self.report.files_out += sum(1 for x in inline if x is not None)
             self.report.bytes_out += sum(len(x) for x in inline if x is not None)
+            self.progress(self.report)
             if not more:
                 return
             since = upto
@@ -311,6 +321,7 @@ class Exchange:
                     await self.ch.send(m.ContentCopy(req.id, refs))
             self.report.files_out += 1
             await self.ch.send(m.ContentEnd(req.id, None))
+            self.progress(self.report)
         except OSError as e:
             await self.ch.send(m.ContentEnd(req.id, f"read error: {e.strerror}"))
         finally:
@@ -333,6 +344,7 @@ class Exchange:
             t0 = time.monotonic()
             failed_seq = await self._apply_batch(batch)
             log.debug("batch of %d records from %s applied in %.3fs", len(batch.records), peer, time.monotonic() - t0)
+            self.progress(self.report)
             if not self.dry_run:
                 if failed_seq is not None:
                     held = True

@@ -66,6 +66,7 @@ async def sync_once(
     dry_run: bool = False,
     push_only: bool = False,
     on_session: Callable[[SessionReport], None] | None = None,
+    progress: Callable[[SessionReport], None] | None = None,
     scanned: ScanResult | None = None,
 ) -> SyncReport:
     """Scan (unless the caller did: ``scanned``, see ``scan_first``), then exchange with the peers."""
@@ -95,7 +96,7 @@ async def sync_once(
                 return
         try:
             auth = await client_handshake(replica, ch, name, offer=not dry_run)
-            session = Exchange(replica, ch, auth, client=True, pull=not push_only, dry_run=dry_run)
+            session = Exchange(replica, ch, auth, client=True, pull=not push_only, dry_run=dry_run, progress=progress)
             result = await session.run()
         except (AuthError, RemoteProtocolError, PeerClosed, PeerTimeout) as e:
             result = SessionReport(name, error=str(e))
