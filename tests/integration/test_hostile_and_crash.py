@@ -115,6 +115,26 @@ def test_hostile_peer_is_refused_and_nothing_escapes(cluster: Cluster, tmp_path:
             await replica.close()
 
     asyncio.run(asyncio.wait_for(oversize(), 30))
+
+    async def mismatched_page() -> None:
+        cfg = load_node_config(str(cluster.config), "alpha")
+        replica = await Replica.open(cfg, str(cluster.nodes["alpha"].state))
+        try:
+            ch = await dial(beta.address, beta.port, tls=True)
+            await client_handshake(replica, ch, "beta")
+            await ch.send(m.PullDone(0, [], []))
+            while not isinstance(await ch.recv(10), m.IndexRequest):
+                pass
+            await ch.send(m.IndexBatch([wire("%d%/x", b"x")], [], 1, False))  # records and inline differ
+            with pytest.raises(Exception):  # noqa: B017 (dropped, however it surfaces)
+                while True:
+                    await ch.recv(10)
+            await ch.close()
+        finally:
+            await replica.close()
+
+    asyncio.run(asyncio.wait_for(mismatched_page(), 30))
+    assert "1 records but 0 inline contents" in cluster.log_text("beta")
     with socket.create_connection((beta.address, beta.port), timeout=5) as s:
         s.sendall(b"\x00\x00\x00\x05hello" + b"junk" * 100)
         s.settimeout(5)

@@ -190,3 +190,19 @@ def test_pending_lists_what_a_peer_has_not_taken(cluster: Cluster) -> None:
     assert cluster.sync("alpha", "--peer", "beta").returncode == 0
     out = cluster.run("alpha", "pending").stdout
     assert "beta: 0 change(s) pending" in out and "gamma: 2 change(s) pending" in out
+
+
+def test_many_pages_with_large_files_in_early_pages(cluster: Cluster) -> None:
+    # Index pages stream back to back while the puller fetches the large files of the first page:
+    # content answers and later pages interleave on the wire.
+    cluster.start("beta")
+    a = cluster.nodes["alpha"].data
+    for i in range(3):
+        (a / f"big{i}.bin").write_bytes(os.urandom(300_000))
+    sub = a / "many"
+    sub.mkdir()
+    for i in range(2500):
+        (sub / f"f{i:04d}").write_text(str(i))
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cluster.tree("beta") == cluster.tree("alpha")

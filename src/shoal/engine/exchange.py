@@ -37,6 +37,7 @@ from shoal.model.reconcile import Action, merged_vector, reconcile
 from shoal.model.records import Kind, Record
 from shoal.net.transport import Channel, PeerClosed
 from shoal.proto import messages as m
+from shoal.proto.errors import RemoteProtocolError
 from shoal.state.db import StateDB
 from shoal.transfer import delta
 
@@ -135,7 +136,10 @@ class Exchange:
         self.roots = self.matcher.roots()
         self._walkable: dict[str, bool] = {}  # directory -> reachable under the shared groups' patterns
         self._new_maps: dict[bytes, list[tuple[bytes, int, int]]] = {}  # chunk maps of received large files
-        self._responses: asyncio.Queue[m.Message] = asyncio.Queue()
+        # Index pages stream back to back while content answers for an earlier page arrive: two queues,
+        # each in order, so the puller can take either without tripping over the other.
+        self._index_q: asyncio.Queue[m.Message] = asyncio.Queue()
+        self._content_q: asyncio.Queue[m.Message] = asyncio.Queue()
         self._requests: asyncio.Queue[m.Message | None] = asyncio.Queue()
         self._peer_done = asyncio.Event()
         self._bye = asyncio.Event()
@@ -157,7 +161,9 @@ class Exchange:
                 await self.ch.send(m.Bye("done"))
             else:
                 await self._wait_for(self._bye)
-        except (PeerClosed, OSError) as e:
+        except (PeerClosed, OSError, RemoteProtocolError) as e:
+            if isinstance(e, RemoteProtocolError):
+                log.warning("session with %s dropped: %s", self.auth.peer, e)
             if not (self._bye.is_set() and not self.client):
                 self.report.error = str(e)
         finally:
@@ -184,8 +190,10 @@ class Exchange:
         try:
             while True:
                 msg = await self.ch.recv()
-                if isinstance(msg, m.IndexBatch | m.ContentData | m.ContentCopy | m.ContentEnd):
-                    self._responses.put_nowait(msg)
+                if isinstance(msg, m.IndexBatch):
+                    self._index_q.put_nowait(msg)
+                elif isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd):
+                    self._content_q.put_nowait(msg)
                 elif isinstance(msg, m.PullDone):
                     self.report.peer_applied = msg.applied
                     self.report.peer_conflicts = list(msg.conflicts)
@@ -201,8 +209,9 @@ class Exchange:
         finally:
             self._closed.set()
 
-    async def _next_response(self) -> m.Message:
-        msg = await self._responses.get()
+    @staticmethod
+    async def _next(queue: asyncio.Queue[m.Message]) -> m.Message:
+        msg = await queue.get()
         if isinstance(msg, m.Bye):
             raise PeerClosed(msg.reason)
         return msg
@@ -221,7 +230,8 @@ class Exchange:
     def _fail(self, reason: str) -> None:
         """End the session: wake every waiter with ``reason``."""
         self._close_reason = self._close_reason or reason
-        self._responses.put_nowait(m.Bye(reason))
+        self._index_q.put_nowait(m.Bye(reason))
+        self._content_q.put_nowait(m.Bye(reason))
         self._closed.set()
 
     async def _respond(self) -> None:
@@ -338,9 +348,14 @@ class Exchange:
         await self.ch.send(m.IndexRequest(since, INLINE_MAX))
         held = False  # a record could not be applied: do not move the watermark past it
         while True:
-            batch = await self._next_response()
+            batch = await self._next(self._index_q)
             if not isinstance(batch, m.IndexBatch):
                 raise PeerClosed(f"{peer} answered an index request with {type(batch).__name__}")
+            if len(batch.inline) != len(batch.records):
+                raise RemoteProtocolError(
+                    f"{peer} sent an index page with {len(batch.records)} records but "
+                    f"{len(batch.inline)} inline contents"
+                )
             t0 = time.monotonic()
             failed_seq = await self._apply_batch(batch)
             log.debug("batch of %d records from %s applied in %.3fs", len(batch.records), peer, time.monotonic() - t0)
@@ -606,7 +621,7 @@ class Exchange:
                 except (ApplyError, UnsafePath, OSError) as e:
                     error = str(e)
                 while True:
-                    msg = await self._next_response()
+                    msg = await self._next(self._content_q)
                     if not isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd) or msg.id != i:
                         raise PeerClosed(f"{self.auth.peer} sent content out of order")
                     if isinstance(msg, m.ContentEnd):
