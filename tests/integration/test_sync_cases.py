@@ -206,3 +206,19 @@ def test_many_pages_with_large_files_in_early_pages(cluster: Cluster) -> None:
     r = cluster.sync("alpha", "--peer", "beta")
     assert r.returncode == 0, r.stdout + r.stderr
     assert cluster.tree("beta") == cluster.tree("alpha")
+
+
+def test_identical_trees_made_apart_converge_in_metadata_too(cluster: Cluster) -> None:
+    # two nodes that already hold the same content (a bootstrap): no conflict, and one agreed mtime/mode
+    a, b = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+    for root, mtime, mode in ((a, 1_600_000_000_000_000_000, 0o600), (b, 1_700_000_000_000_000_000, 0o644)):
+        (root / "same.txt").write_text("identical\n")
+        os.chmod(root / "same.txt", mode)
+        os.utime(root / "same.txt", ns=(mtime, mtime))
+        assert cluster.run(root.parent.name, "check").returncode == 0
+    cluster.start("beta")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for root in (a, b):
+        st = os.stat(root / "same.txt")
+        assert (st.st_mtime_ns, st.st_mode & 0o777) == (1_700_000_000_000_000_000, 0o644)

@@ -410,6 +410,7 @@ class Exchange:
         to_store: list[tuple[Record, str, Record | None]] = []  # (record, real, expect) applied or merged
         conflicts: list[tuple[Record, int]] = []
         deletes, dirs, files, specials = [], [], [], []
+        retouch: list[tuple[Record, str, int]] = []
         for rec, real, data, seq in items:
             local = locals_.get(rec.path)
             decision = reconcile(local, rec)
@@ -424,6 +425,8 @@ class Exchange:
             if decision.action is Action.MERGE:
                 merged = rec if decision.take_metadata or local is None else local
                 to_store.append((_with_vector(merged, merged_vector(local, rec)), real, None))
+                if decision.take_metadata and local is not None and not rec.deleted:
+                    retouch.append((rec, real, seq))  # same content, the peer's metadata wins: apply it
                 continue
             if rec.deleted:
                 deletes.append((rec, real, local, seq))
@@ -462,6 +465,11 @@ class Exchange:
             for rec, real, local, seq, data in files:
                 if data is not None:
                     self._write_inline(tree, rec, real, local, seq, data, staged, seqs, failed)
+            for rec, real, seq in retouch:
+                try:
+                    tree.set_metadata(real, rec)
+                except (ApplyError, UnsafePath) as e:
+                    self._problem(str(e), seq, failed)
 
         def finish_work() -> list[Record]:
             """Make the batch durable and visible, then describe what is now on disk."""

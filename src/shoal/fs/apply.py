@@ -327,6 +327,20 @@ class Tree:
                 raise ApplyError(f"{real}: directory still holds unknown content; kept") from None
             raise ApplyError(f"{real}: cannot delete: {e.strerror}") from None
 
+    def set_metadata(self, real: str, rec: Record) -> None:
+        """Owner, mode and mtime of what is already at ``real`` (identical content, newer metadata)."""
+        parent, name = self.split(real)
+        pfd = self.open_dir(parent, create=False)
+        uid = -1 if "uid" in self.ignore else rec.uid
+        gid = -1 if "gid" in self.ignore else rec.gid
+        try:
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            if rec.kind is not Kind.SYMLINK and "mod" not in self.ignore:
+                os.chmod(name, rec.mode, dir_fd=pfd)
+            os.utime(name, ns=(time.time_ns(), rec.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        except OSError as e:
+            raise ApplyError(f"{real}: cannot set metadata: {e.strerror}") from None
+
     def observe(self, real: str) -> os.stat_result | None:
         try:
             return os.lstat(real)
