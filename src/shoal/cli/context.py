@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from shoal.config.resolve import NodeConfig
-from shoal.fs.config_source import default_config_path, load_node_config
-from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
-
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from shoal.config.resolve import NodeConfig
+    from shoal.state.db import StateDB
+
+# The config, state and rich modules are imported where a command needs them: a thin command (a sync
+# handed to the daemon, id, keygen) should not pay for them at start-up.
 
 DEFAULT_STATE_DIR = "/var/lib/shoal"
 
@@ -34,18 +36,26 @@ class AppContext:
 
     @property
     def config_file(self) -> str:
+        from shoal.fs.config_source import default_config_path
+
         return self.config_path or default_config_path()
 
     def node_name(self) -> str:
         return (self.node or socket.gethostname()).lower()
 
     def node_config(self) -> NodeConfig:
+        from shoal.fs.config_source import load_node_config
+
         return load_node_config(self.config_file, self.node_name())
 
     def db_path(self) -> str:
+        from shoal.state.db import DB_NAME
+
         return os.path.join(self.state_dir, DB_NAME)
 
     def open_db(self, *, readonly: bool = False) -> StateDB:
+        from shoal.state.db import StateDB, ensure_state_dir
+
         if readonly:
             return StateDB.open(self.db_path(), readonly=True)
         ensure_state_dir(self.state_dir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -53,7 +52,7 @@ def sync(
         from shoal.control.protocol import call
 
         answer = call(app.state_dir, request)
-    from shoal.engine.sync import SyncReport
+    from shoal.engine.reports import SyncReport
 
     report: object
     if answer is not None:
@@ -67,6 +66,8 @@ def sync(
 
 def _standalone(app: AppContext, request: dict[str, Any]) -> object:
     """The same work the daemon does for a ``sync`` request, in this process."""
+    import asyncio
+
     from shoal.engine.replica import Replica
     from shoal.engine.sync import scan_first, sync_once
 
@@ -120,7 +121,7 @@ class _Bars:
 
 
 def _render(app: AppContext, report: object) -> int:
-    from shoal.engine.sync import SyncReport
+    from shoal.engine.reports import SyncReport
 
     assert isinstance(report, SyncReport)
     if report.scan is not None and (report.scan.recorded or app.verbose):

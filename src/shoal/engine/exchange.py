@@ -24,12 +24,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import msgspec
 
 from shoal.engine.handshake import Authenticated
 from shoal.engine.replica import Replica
+from shoal.engine.reports import SessionReport
 from shoal.fs.apply import ApplyError, FileWriter, Staged, Tree, disk_matches
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
@@ -46,25 +47,6 @@ log = logging.getLogger(__name__)
 INLINE_MAX = 64 << 10
 INDEX_PAGE = 1000
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
-
-
-@dataclass
-class SessionReport:
-    peer: str
-    files_in: int = 0
-    bytes_in: int = 0
-    files_out: int = 0
-    bytes_out: int = 0
-    deleted_in: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here
-    error: str | None = None
-    #: what the peer reported when it took our changes
-    peer_applied: int = 0
-    peer_conflicts: list[str] = field(default_factory=list)
-    peer_problems: list[str] = field(default_factory=list)
 
 
 def to_record(w: m.WireRecord) -> Record:

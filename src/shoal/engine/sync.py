@@ -10,16 +10,15 @@ import logging
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from shoal.config.resolve import NodeConfig
-from shoal.engine.exchange import Exchange, SessionReport
+from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
+from shoal.engine.reports import SessionReport, SyncReport
 from shoal.errors import AuthError, ShoalError
-from shoal.fs.scan import Scanner, ScanResult
-from shoal.fs.walk import Problem
+from shoal.fs.results import ScanResult
+from shoal.fs.scan import Scanner
 from shoal.net.transport import PeerClosed, PeerTimeout, PeerUnreachable, dial
 from shoal.proto.errors import RemoteProtocolError
 from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
@@ -32,29 +31,6 @@ DIAL_ATTEMPTS = 3
 def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 5.0) -> float:
     """Exponential backoff with full jitter: a restarting peer is not hit by every node at once."""
     return random.uniform(0, min(cap_s, base_s * 3**attempt))
-
-
-@dataclass
-class SyncReport:
-    scan: ScanResult | None = None
-    sessions: list[SessionReport] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SyncReport:
-        scan = data.get("scan")
-        return cls(
-            scan=None if scan is None else ScanResult(**{**scan, "problems": [Problem(**p) for p in scan["problems"]]}),
-            sessions=[SessionReport(**s) for s in data.get("sessions", [])],
-            unreachable=dict(data.get("unreachable", {})),
-        )
-
-    @property
-    def converged(self) -> bool:
-        return all(
-            s.error is None and not s.conflicts and not s.problems and not s.peer_problems and not s.peer_conflicts
-            for s in self.sessions
-        )
 
 
 async def sync_once(

@@ -26,12 +26,13 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from shoal.config.resolve import NodeConfig
 from shoal.fs.apply import STALE_TMP_S
 from shoal.fs.hashing import Hashed, hash_file
-from shoal.fs.walk import Candidate, Problem, Walker, WalkTally, fsdecode
+from shoal.fs.results import Problem, ScanResult
+from shoal.fs.walk import Candidate, Walker, WalkTally, fsdecode
 from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
 from shoal.model.patterns import Verdict, minimal_roots
 from shoal.model.records import SIG_DELETED, Kind, Record, bump
@@ -40,26 +41,6 @@ from shoal.state.db import ScanIndex, StateDB
 RECENT_NS = 2_000_000_000
 FLUSH_EVERY = 10_000
 POOL_FROM_BYTES = 1 << 20
-
-
-@dataclass
-class ScanResult:
-    new: int = 0
-    changed: int = 0
-    metadata: int = 0
-    type_changed: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    forgotten: int = 0
-    hashed_files: int = 0
-    hashed_bytes: int = 0
-    seconds: float = 0.0
-    problems: list[Problem] = field(default_factory=list)
-    changed_paths: list[str] = field(default_factory=list)
-
-    @property
-    def recorded(self) -> int:
-        return self.new + self.changed + self.metadata + self.type_changed + self.deleted
 
 
 class _Names:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from shoal.fs.results import Problem
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher, Verdict
 from shoal.model.records import KIND_OF_FMT, Kind, stat_signature
@@ -47,12 +48,6 @@ def fsdecode(raw: bytes) -> str:
 
 def fsencode(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    message: str
 
 
 @dataclass

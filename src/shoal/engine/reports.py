@@ -1,0 +1,51 @@
+"""What a sync did: plain values, importable without the engine (``shoal sync`` renders a daemon's answer
+with nothing else loaded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.fs.results import Problem, ScanResult
+
+
+@dataclass
+class SessionReport:
+    peer: str
+    files_in: int = 0
+    bytes_in: int = 0
+    files_out: int = 0
+    bytes_out: int = 0
+    deleted_in: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here
+    error: str | None = None
+    #: what the peer reported when it took our changes
+    peer_applied: int = 0
+    peer_conflicts: list[str] = field(default_factory=list)
+    peer_problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    scan: ScanResult | None = None
+    sessions: list[SessionReport] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SyncReport:
+        scan = data.get("scan")
+        return cls(
+            scan=None if scan is None else ScanResult(**{**scan, "problems": [Problem(**p) for p in scan["problems"]]}),
+            sessions=[SessionReport(**s) for s in data.get("sessions", [])],
+            unreachable=dict(data.get("unreachable", {})),
+        )
+
+    @property
+    def converged(self) -> bool:
+        return all(
+            s.error is None and not s.conflicts and not s.problems and not s.peer_problems and not s.peer_conflicts
+            for s in self.sessions
+        )
