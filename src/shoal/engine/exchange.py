@@ -258,18 +258,31 @@ class Exchange:
             since = upto
 
     def _read_inline(self, shared: list[tuple[Record, str]], limit: int) -> list[bytes | None]:
+        """Contents of the small files of a page (None where the file changed since it was recorded: the
+        peer then asks for it, and every content is hash-checked on arrival anyway)."""
+        cache = self.r.inline_cache
         out: list[bytes | None] = []
         for rec, real in shared:
             data = None
-            if rec.kind is Kind.FILE and not rec.deleted and rec.size_bytes <= limit and not self._echo(rec):
-                with contextlib.suppress(OSError):
-                    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    try:
-                        data = os.read(fd, rec.size_bytes + 1)
-                    finally:
-                        os.close(fd)
-                if data is not None and len(data) != rec.size_bytes:
-                    data = None  # changed since it was recorded; the peer will ask for it
+            if (
+                rec.kind is Kind.FILE
+                and not rec.deleted
+                and rec.size_bytes <= limit
+                and rec.hash is not None
+                and not self._echo(rec)
+            ):
+                data = cache.get(rec.path, rec.hash)
+                if data is None:
+                    with contextlib.suppress(OSError):
+                        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                        try:
+                            data = os.read(fd, rec.size_bytes + 1)
+                        finally:
+                            os.close(fd)
+                    if data is not None and len(data) == rec.size_bytes:
+                        cache.put(rec.path, rec.hash, data)
+                    else:
+                        data = None
             out.append(data)
         return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,32 @@ from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
 from shoal.transfer import delta
 
 T = TypeVar("T")
+
+
+class InlineCache:
+    """Small files recently read for an index page, by (path, content hash): when several peers pull the
+    same pages at once (the usual case after a change), each file is read once. Bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self._data: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()  # pages for several peers are read in worker threads at once
+
+    def get(self, path: str, content_hash: bytes) -> bytes | None:
+        with self._lock:
+            return self._data.get((path, content_hash))
+
+    def put(self, path: str, content_hash: bytes, data: bytes) -> None:
+        key = (path, content_hash)
+        with self._lock:
+            if key in self._data:
+                return
+            self._data[key] = data
+            self._bytes += len(data)
+            while self._bytes > self._max and self._data:
+                _, old = self._data.popitem(last=False)
+                self._bytes -= len(old)
 
 
 class ChunkCache:
@@ -62,6 +89,7 @@ class Replica:
         self._exec = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._db: StateDB | None = None
         self.chunk_cache = ChunkCache()
+        self.inline_cache = InlineCache()
 
     @classmethod
     async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:
