@@ -146,10 +146,16 @@ def test_csync2_front_end_is_not_there_yet(shoal: Shoal) -> None:
 
 
 def test_demo(shoal: Shoal) -> None:
-    r = shoal("demo")
-    assert r.rc == 0, r.err
+    r = shoal("demo", timeout=120)
+    assert r.rc == 0, r.out + r.err
     root = re.search(r"cluster laid out in (\S+)", r.out)
     assert root is not None
-    assert "alpha scanned its tree: 6 new records" in r.out
-    assert "after an edit and a delete: 1 changed, 1 deleted" in r.out
-    assert not os.path.exists(root.group(1))  # cleaned up
+    assert re.search(r"'shoal sync' on alpha took \d+ ms", r.out)
+    for node in ("beta", "gamma"):
+        for rel in ("site/index.html", "site/css/main.css", "site/home.html"):
+            assert re.search(rf"{node}\s+{rel}\s+ok", r.out), (node, rel)
+        assert re.search(rf"{node}\s+\*\.swp and cache/ stayed on alpha \(excluded\)", r.out)
+    assert "conflict detected on %data%/site/index.html" in r.out
+    assert "alpha  keeps <h1>alpha's edit</h1>" in r.out and "beta   keeps <h1>beta's edit</h1>" in r.out
+    assert "DEMO FAILED" not in r.out
+    assert not os.path.exists(root.group(1))  # cleaned up, daemons stopped

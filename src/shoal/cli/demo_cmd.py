@@ -10,5 +10,5 @@ from shoal.engine.demo import run_demo
 @click.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the temporary cluster directory in place.")
 def demo(keep: bool) -> int:
-    """Lay out a 3-node cluster in a temporary directory and walk through it."""
+    """Run a 3-node cluster on loopback in a temporary directory: daemons, a sync, a conflict; then clean up."""
     return run_demo(click.echo, keep=keep)

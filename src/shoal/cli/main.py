@@ -27,7 +27,7 @@ COMMANDS = {
     "daemon": ("shoal.cli.daemon_cmd", "daemon", "Serve peers in the foreground until SIGTERM."),
     "pending": ("shoal.cli.pending_cmd", "pending", "Show what each peer has not taken yet, and conflicts."),
     "trust": ("shoal.cli.trust_cmd", "trust", "Forget a peer's pinned certificate fingerprint."),
-    "demo": ("shoal.cli.demo_cmd", "demo", "Lay out a 3-node cluster in a temporary directory and walk through it."),
+    "demo": ("shoal.cli.demo_cmd", "demo", "A 3-node cluster on loopback: daemons, a sync, a conflict; then cleanup."),
 }
 
 
