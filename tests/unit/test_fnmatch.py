@@ -43,6 +43,11 @@ TABLE = [
     ("*\\/", "a/", True, False, False),  # glibc quirk, see model/fnmatch.py
     ("[[:digit:]]x", "7x", False, False, True),
     ("[z-a]", "m", False, False, False),  # reversed range matches nothing
+    ("[[.a.]b]", "a", False, False, True),  # collating symbol
+    ("[[=a=]]", "a", False, False, True),  # equivalence class
+    ("[![.]", "\\", False, False, False),  # malformed collating symbol: the pattern matches nothing
+    ("[[.ab.]]", "a", False, False, False),
+    ("[[:foo:]]", "f", False, False, False),  # unknown class: matches nothing
 ]
 
 
@@ -54,7 +59,7 @@ def test_table(pattern: str, string: str, pathname: bool, leading_dir: bool, exp
 
 @settings(max_examples=3000, deadline=None)
 @given(
-    pattern=st.text(alphabet="ab/.*?[]!^-\\:", max_size=8),
+    pattern=st.text(alphabet="ab/.*?[]!^-\\:=", max_size=8),
     string=st.text(alphabet="ab/.-]\\", max_size=7),
     pathname=st.booleans(),
     leading_dir=st.booleans(),

@@ -33,12 +33,13 @@ def pending_view(db: StateDB, cfg: NodeConfig) -> PendingView:
     for peer in sorted(cfg.peers()):
         matcher = Matcher([(g.name, g.rules) for g in cfg.groups if any(p.name == peer for p in g.peers)])
         since, _ = db.watermarks(peer)
+        peer_db = db.get_meta(f"peer_db_id:{peer}")  # versions taken from the peer: it has them already
         paths = []
         while True:
             page = db.records_since(since, 10_000)
             for rec in page:
                 real = pmap.to_real_safe(rec.path)
-                if real is not None and matcher.is_managed(real):
+                if (peer_db is None or rec.origin != peer_db) and real is not None and matcher.is_managed(real):
                     paths.append(rec.path)
             if len(page) < 10_000:
                 break

@@ -28,14 +28,21 @@ _CLASSES = {
 }
 
 
+class _NeverMatches(Exception):
+    """glibc treats the pattern as an error: it matches nothing at all."""
+
+
 def _bracket(pat: str, i: int, pathname: bool) -> tuple[str, int] | None:
-    """Translate the bracket expression starting at ``pat[i] == '['``; None if it is not closed."""
+    """Translate the bracket expression starting at ``pat[i] == '['``; None if it is not closed (then the
+    ``[`` is a literal). ``[.x.]``, ``[=x=]`` and ``[:class:]`` inside it must be well formed (one
+    character, a known class), else the whole pattern matches nothing, as in glibc."""
     j = i + 1
     negate = j < len(pat) and pat[j] in "!^"
     if negate:
         j += 1
     parts: list[str] = []
     first = True
+    special = False  # a [. [= or [: construct was met: an unclosed bracket is then an error, not a literal
     while j < len(pat):
         c = pat[j]
         if c == "]" and not first:
@@ -47,12 +54,23 @@ def _bracket(pat: str, i: int, pathname: bool) -> tuple[str, int] | None:
                 return f"(?!/)[{body}]", j + 1
             return f"[{body}]", j + 1
         first = False
-        if c == "[" and pat.startswith("[:", j):
-            end = pat.find(":]", j + 2)
-            if end >= 0 and pat[j + 2 : end] in _CLASSES:
-                parts.append(_CLASSES[pat[j + 2 : end]])
-                j = end + 2
-                continue
+        if c == "[" and j + 1 < len(pat) and pat[j + 1] in ".=:":
+            special = True
+            kind = pat[j + 1]
+            end = pat.find(kind + "]", j + 2)
+            if end < 0:
+                raise _NeverMatches
+            name = pat[j + 2 : end]
+            if kind == ":":
+                if name not in _CLASSES:
+                    raise _NeverMatches
+                parts.append(_CLASSES[name])
+            elif len(name) == 1:
+                parts.append(re.escape(name))
+            else:
+                raise _NeverMatches
+            j = end + 2
+            continue
         if c == "\\" and j + 1 < len(pat):
             j += 1
             c = pat[j]
@@ -67,11 +85,20 @@ def _bracket(pat: str, i: int, pathname: bool) -> tuple[str, int] | None:
             continue
         parts.append(re.escape(c))
         j += 1
+    if special:
+        raise _NeverMatches
     return None
 
 
 def translate(pattern: str, *, pathname: bool, leading_dir: bool) -> str:
     """The regex source for ``pattern``, anchored at both ends."""
+    try:
+        return _translate(pattern, pathname=pathname, leading_dir=leading_dir)
+    except _NeverMatches:
+        return "(?!)"
+
+
+def _translate(pattern: str, *, pathname: bool, leading_dir: bool) -> str:
     star = "[^/]*" if pathname else ".*"
     one = "[^/]" if pathname else "."
     out: list[str] = []
