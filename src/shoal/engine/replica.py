@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from shoal.config.resolve import GroupView, NodeConfig, Peer
+from shoal.config.resolve import GroupView, NodeConfig
 from shoal.errors import ConfigError
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
@@ -140,12 +140,6 @@ class Replica:
 
     def matcher_for(self, groups: list[str]) -> Matcher:
         return Matcher([(g.name, g.rules) for g in self.cfg.groups if g.name in groups])
-
-    def roots_for(self, groups: list[str]) -> list[str]:
-        return self.matcher_for(groups).roots()
-
-    def peer(self, name: str) -> Peer | None:
-        return self.cfg.peers().get(name)
 
     def peer_is_slave(self, peer: str, groups: list[str]) -> bool:
         """A slave's changes are never taken: true when the peer is receive-only in every shared group."""

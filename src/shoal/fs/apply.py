@@ -340,9 +340,3 @@ class Tree:
             os.utime(name, ns=(time.time_ns(), rec.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         except OSError as e:
             raise ApplyError(f"{real}: cannot set metadata: {e.strerror}") from None
-
-    def observe(self, real: str) -> os.stat_result | None:
-        try:
-            return os.lstat(real)
-        except OSError:
-            return None

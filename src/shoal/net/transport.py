@@ -172,10 +172,6 @@ class Listener:
         assert self._sock is not None
         return int(self._sock.getsockname()[1])
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._sock is not None
@@ -246,13 +242,6 @@ class Listener:
         for t in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await t
-
-
-def tcp_keepalive(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
 __all__ = ["Channel", "Listener", "PeerClosed", "PeerTimeout", "RemoteProtocolError", "dial"]

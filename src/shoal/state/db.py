@@ -411,18 +411,10 @@ class StateDB:
                 (_encode_path(path), peer, record, now_ns),
             )
 
-    def clear_conflicts(self, paths: Iterable[str]) -> None:
-        with self._write():
-            self._conn.executemany("DELETE FROM conflicts WHERE path = ?", [(_encode_path(p),) for p in paths])
-
     def conflicts(self) -> list[tuple[str, str, bytes, int]]:
         """(path, peer, peer's record, detected_ns) for every open conflict."""
         rows = self._conn.execute("SELECT path, peer, record, detected_ns FROM conflicts ORDER BY path, peer")
         return [(_decode_path(r[0]), r[1], r[2], r[3]) for r in rows.fetchall()]
-
-    def peer_names(self) -> list[str]:
-        rows = self._conn.execute("SELECT n.name FROM peers p JOIN nodes n ON n.id = p.node_id ORDER BY n.name")
-        return [r[0] for r in rows.fetchall()]
 
     # -- plumbing ------------------------------------------------------------------------------------
 
