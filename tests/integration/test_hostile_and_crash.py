@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
 from shoal.fs.config_source import load_node_config
-from shoal.net.transport import dial
+from shoal.net.transport import Channel, dial
 from shoal.proto import messages as m
 from shoal.testing.cluster import SHOAL, Cluster
 
@@ -43,25 +45,37 @@ def wire(path: str, data: bytes) -> m.WireRecord:
     )
 
 
-async def hostile_session(cluster: Cluster, outside: Path) -> None:
-    """Authenticate as alpha (valid identity and key), then serve beta's pull with malicious records."""
+@contextlib.asynccontextmanager
+async def as_alpha(cluster: Cluster) -> AsyncIterator[Channel]:
+    """A session with beta, authenticated with alpha's real identity and group key."""
     cfg = load_node_config(str(cluster.config), "alpha")
     replica = await Replica.open(cfg, str(cluster.nodes["alpha"].state))
     beta = cluster.nodes["beta"]
     try:
         ch = await dial(beta.address, beta.port, tls=True)
         await client_handshake(replica, ch, "beta")
+        try:
+            yield ch
+        finally:
+            await ch.close()
+    finally:
+        await replica.close()
+
+
+async def hostile_session(cluster: Cluster, outside: Path) -> None:
+    """Authenticate as alpha (valid identity and key), then serve beta's pull with malicious records."""
+    records = [
+        wire("%d%/../escape.txt", b"dotdot"),
+        wire("%d%/sub/../../escape2.txt", b"dotdot"),
+        wire(str(outside / "absolute.txt"), b"absolute"),
+        wire("/etc/shoal-test-pwned", b"absolute"),
+        wire("%d%/link/evil.txt", b"through a symlinked parent"),
+        wire("%d%/nul\x00name", b"nul"),
+        wire("%nope%/x", b"unknown prefix"),
+        wire("%d%/legit.txt", b"fine"),
+    ]
+    async with as_alpha(cluster) as ch:
         await ch.send(m.PullDone(0, [], []))  # we pull nothing; beta pulls from us
-        records = [
-            wire("%d%/../escape.txt", b"dotdot"),
-            wire("%d%/sub/../../escape2.txt", b"dotdot"),
-            wire(str(outside / "absolute.txt"), b"absolute"),
-            wire("/etc/shoal-test-pwned", b"absolute"),
-            wire("%d%/link/evil.txt", b"through a symlinked parent"),
-            wire("%d%/nul\x00name", b"nul"),
-            wire("%nope%/x", b"unknown prefix"),
-            wire("%d%/legit.txt", b"fine"),
-        ]
         while True:
             msg = await ch.recv(10)
             if isinstance(msg, m.IndexRequest):
@@ -73,9 +87,6 @@ async def hostile_session(cluster: Cluster, outside: Path) -> None:
             elif isinstance(msg, m.PullDone):
                 await ch.send(m.Bye("done"))
                 break
-        await ch.close()
-    finally:
-        await replica.close()
 
 
 def test_hostile_peer_is_refused_and_nothing_escapes(cluster: Cluster, tmp_path: Path) -> None:
@@ -100,28 +111,17 @@ def test_hostile_peer_is_refused_and_nothing_escapes(cluster: Cluster, tmp_path:
 
     # an oversize frame after a valid handshake, and garbage without one: dropped, daemon keeps serving
     async def oversize() -> None:
-        cfg = load_node_config(str(cluster.config), "alpha")
-        replica = await Replica.open(cfg, str(cluster.nodes["alpha"].state))
-        try:
-            ch = await dial(beta.address, beta.port, tls=True)
-            await client_handshake(replica, ch, "beta")
+        async with as_alpha(cluster) as ch:
             ch.writer.write((64 << 20).to_bytes(4, "big") + b"\x00" * 1024)
             await ch.writer.drain()
             with pytest.raises(Exception):  # noqa: B017 (closed by the peer, however it surfaces)
                 while True:
                     await ch.recv(10)
-            await ch.close()
-        finally:
-            await replica.close()
 
     asyncio.run(asyncio.wait_for(oversize(), 30))
 
     async def mismatched_page() -> None:
-        cfg = load_node_config(str(cluster.config), "alpha")
-        replica = await Replica.open(cfg, str(cluster.nodes["alpha"].state))
-        try:
-            ch = await dial(beta.address, beta.port, tls=True)
-            await client_handshake(replica, ch, "beta")
+        async with as_alpha(cluster) as ch:
             await ch.send(m.PullDone(0, [], []))
             while not isinstance(await ch.recv(10), m.IndexRequest):
                 pass
@@ -129,9 +129,6 @@ def test_hostile_peer_is_refused_and_nothing_escapes(cluster: Cluster, tmp_path:
             with pytest.raises(Exception):  # noqa: B017 (dropped, however it surfaces)
                 while True:
                     await ch.recv(10)
-            await ch.close()
-        finally:
-            await replica.close()
 
     asyncio.run(asyncio.wait_for(mismatched_page(), 30))
     assert "1 records but 0 inline contents" in cluster.log_text("beta")

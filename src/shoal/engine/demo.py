@@ -66,6 +66,22 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError("a demo daemon did not start listening in time")
 
 
+def _shoal(cfg_path: str, root: str, node: str, *args: str) -> list[str]:
+    """The command line of ``shoal`` acting as ``node`` of the demo cluster."""
+    return [
+        sys.executable,
+        "-m",
+        "shoal",
+        "-c",
+        cfg_path,
+        "-N",
+        node,
+        "--state-dir",
+        os.path.join(root, node, "state"),
+        *args,
+    ]
+
+
 def _holds(path: str, text: str) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
@@ -100,18 +116,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
         for node in ("beta", "gamma"):
             log = open(os.path.join(root, f"{node}.log"), "wb")  # noqa: SIM115 (closed with the process)
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shoal",
-                    "-c",
-                    cfg_path,
-                    "-N",
-                    node,
-                    "--state-dir",
-                    os.path.join(root, node, "state"),
-                    "daemon",
-                ],
+                _shoal(cfg_path, root, node, "daemon"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -165,18 +170,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
             with open(os.path.join(data[node], "site", "index.html"), "w", encoding="utf-8") as f:
                 f.write(text)
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "shoal",
-                "-c",
-                cfg_path,
-                "-N",
-                "beta",
-                "--state-dir",
-                os.path.join(root, "beta", "state"),
-                "check",
-            ],
+            _shoal(cfg_path, root, "beta", "check"),
             capture_output=True,
             check=True,
         )
