@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -49,9 +50,15 @@ def sync(
     }
     answer = None
     if not standalone:
-        from shoal.control.protocol import call
+        from shoal.control.protocol import call, socket_path
 
-        answer = call(app.state_dir, request)
+        if sys.stdout.isatty() and os.path.exists(socket_path(app.state_dir)):
+            from rich.console import Console
+
+            with Console().status("syncing (this node's daemon does the work)..."):
+                answer = call(app.state_dir, request)
+        else:
+            answer = call(app.state_dir, request)
     from shoal.engine.reports import SyncReport
 
     report: object
