@@ -31,6 +31,8 @@ import msgspec
 from shoal.engine.handshake import Authenticated
 from shoal.engine.replica import Replica
 from shoal.engine.reports import SessionReport
+from shoal.engine.serving import Responder
+from shoal.engine.wire import to_record, to_wire
 from shoal.fs.apply import ApplyError, FileWriter, Staged, Tree, disk_matches
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
@@ -45,49 +47,7 @@ from shoal.transfer import delta
 log = logging.getLogger(__name__)
 
 INLINE_MAX = 64 << 10
-INDEX_PAGE = 1000
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
-
-
-def to_record(w: m.WireRecord) -> Record:
-    return Record(
-        path=w.path,
-        kind=Kind(w.kind),
-        size_bytes=w.size,
-        mode=w.mode,
-        uid=w.uid,
-        gid=w.gid,
-        user=w.user,
-        group=w.group,
-        mtime_ns=w.mtime_ns,
-        hash=w.hash,
-        target=w.target,
-        rdev=w.rdev,
-        vector=tuple(sorted((n, c) for n, c in w.vector)),
-        base=w.base,
-        deleted=w.deleted,
-    )
-
-
-def to_wire(r: Record) -> m.WireRecord:
-    return m.WireRecord(
-        r.path,
-        int(r.kind),
-        r.size_bytes,
-        r.mode,
-        r.uid,
-        r.gid,
-        r.user,
-        r.group,
-        r.mtime_ns,
-        r.hash,
-        r.target,
-        r.rdev,
-        list(r.vector),
-        r.base,
-        r.deleted,
-        r.seq,
-    )
 
 
 def _depth(path: str) -> int:
@@ -132,7 +92,7 @@ class Exchange:
 
     async def run(self) -> SessionReport:
         reader = asyncio.create_task(self._read_loop(), name=f"read-{self.auth.peer}")
-        responder = asyncio.create_task(self._respond_loop(), name=f"respond-{self.auth.peer}")
+        responder = asyncio.create_task(Responder(self).run(), name=f"respond-{self.auth.peer}")
         try:
             if self.pull_enabled:
                 await self._pull()
@@ -168,6 +128,13 @@ class Exchange:
         if not event.is_set():
             raise PeerClosed(self._close_reason or f"{self.auth.peer} went away")
 
+    def _fail(self, reason: str) -> None:
+        """End the session: wake every waiter with ``reason``."""
+        self._close_reason = self._close_reason or reason
+        self._index_q.put_nowait(m.Bye(reason))
+        self._content_q.put_nowait(m.Bye(reason))
+        self._closed.set()
+
     async def _read_loop(self) -> None:
         try:
             while True:
@@ -197,140 +164,6 @@ class Exchange:
         if isinstance(msg, m.Bye):
             raise PeerClosed(msg.reason)
         return msg
-
-    # -- responder -----------------------------------------------------------------------------------
-
-    async def _respond_loop(self) -> None:
-        try:
-            await self._respond()
-        except (PeerClosed, OSError) as e:
-            self._fail(str(e))
-        except Exception as e:
-            log.exception("serving %s failed", self.auth.peer)
-            self._fail(f"internal error while serving {self.auth.peer}: {e}")
-
-    def _fail(self, reason: str) -> None:
-        """End the session: wake every waiter with ``reason``."""
-        self._close_reason = self._close_reason or reason
-        self._index_q.put_nowait(m.Bye(reason))
-        self._content_q.put_nowait(m.Bye(reason))
-        self._closed.set()
-
-    async def _respond(self) -> None:
-        while True:
-            msg = await self._requests.get()
-            if msg is None:
-                return
-            if isinstance(msg, m.IndexRequest):
-                await self._serve_index(msg)
-            elif isinstance(msg, m.ContentRequest):
-                await self._serve_content(msg)
-            elif isinstance(msg, m.Ack):
-                await self.r.db(_set_acked(self.auth.peer, msg.upto))
-
-    def _shared(self, logical: str) -> str | None:
-        """The real path of ``logical`` if the peer may see it here, else None."""
-        real = self.r.pmap.to_real_safe(logical)
-        if real is None or not self.matcher.managed_cached(real, self._walkable):
-            return None
-        return real
-
-    async def _serve_index(self, req: m.IndexRequest) -> None:
-        since = req.since
-        last = await self.r.db(lambda db: db.last_seq())
-        if since > last:
-            since = 0  # the peer's watermark is from before our database was replaced
-        while True:
-            page = await self.r.db(_page(since))
-            echo = self.auth.peer_db_id
-            shared = [
-                (rec, real) for rec in page if rec.origin != echo and (real := self._shared(rec.path)) is not None
-            ]
-            inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
-            upto = page[-1].seq if page else last
-            more = len(page) == INDEX_PAGE
-            await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, upto, more))
-            self.report.files_out += sum(1 for x in inline if x is not None)
-            self.report.bytes_out += sum(len(x) for x in inline if x is not None)
-            self.progress(self.report)
-            if not more:
-                return
-            since = upto
-
-    def _read_inline(self, shared: list[tuple[Record, str]], limit: int) -> list[bytes | None]:
-        """Contents of the small files of a page (None where the file changed since it was recorded: the
-        peer then asks for it, and every content is hash-checked on arrival anyway)."""
-        cache = self.r.inline_cache
-        out: list[bytes | None] = []
-        for rec, real in shared:
-            data = None
-            if (
-                rec.kind is Kind.FILE
-                and not rec.deleted
-                and rec.size_bytes <= limit
-                and rec.hash is not None
-                and not self._echo(rec)
-            ):
-                data = cache.get(rec.path, rec.hash)
-                if data is None:
-                    with contextlib.suppress(OSError):
-                        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                        try:
-                            data = os.read(fd, rec.size_bytes + 1)
-                        finally:
-                            os.close(fd)
-                    if data is not None and len(data) == rec.size_bytes:
-                        cache.put(rec.path, rec.hash, data)
-                    else:
-                        data = None
-            out.append(data)
-        return out
-
-    def _echo(self, rec: Record) -> bool:
-        """The peer made this version itself: it has the content already."""
-        return bool(rec.vector) and max(rec.vector, key=lambda e: e[1])[0] == self.auth.peer
-
-    async def _serve_content(self, req: m.ContentRequest) -> None:
-        real = self._shared(req.path)
-        if real is None:
-            self.report.refused.append(req.path)
-            await self.ch.send(m.ContentEnd(req.id, "not shared with you"))
-            return
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}"))
-            return
-        try:
-            chunks = self.r.chunk_cache.get(req.hash) if req.have else None
-            if req.have and chunks is None:
-                stored = await self.r.db(_chunk_map(req.hash))
-                if stored is not None:
-                    chunks = [delta.Chunk(d, off, length) for d, off, length in stored]
-                else:
-                    chunks = await asyncio.to_thread(delta.chunks_of, fd)
-                self.r.chunk_cache.put(req.hash, chunks)  # the next peer asking for this version reuses it
-            groups = delta.batches(delta.plan(fd, set(req.have), chunks))
-            while (group := await asyncio.to_thread(next, groups, None)) is not None:
-                refs: list[tuple[bytes, int]] = []
-                for piece in group:
-                    if isinstance(piece, delta.Reference):
-                        refs.append((piece.digest, piece.length))
-                        continue
-                    if refs:
-                        await self.ch.send(m.ContentCopy(req.id, refs))
-                        refs = []
-                    await self.ch.send(m.ContentData(req.id, piece.data))
-                    self.report.bytes_out += len(piece.data)
-                if refs:
-                    await self.ch.send(m.ContentCopy(req.id, refs))
-            self.report.files_out += 1
-            await self.ch.send(m.ContentEnd(req.id, None))
-            self.progress(self.report)
-        except OSError as e:
-            await self.ch.send(m.ContentEnd(req.id, f"read error: {e.strerror}"))
-        finally:
-            os.close(fd)
 
     # -- puller --------------------------------------------------------------------------------------
 
@@ -695,17 +528,6 @@ def _with_vector(rec: Record, vector: tuple[tuple[str, int], ...]) -> Record:
     from dataclasses import replace
 
     return replace(rec, vector=vector)
-
-
-def _page(since: int) -> Callable[[StateDB], list[Record]]:
-    return lambda db: db.records_since(since, INDEX_PAGE)
-
-
-def _set_acked(peer: str, upto: int) -> Callable[[StateDB], None]:
-    def run(db: StateDB) -> None:
-        db.set_watermarks(peer, max(upto, db.watermarks(peer)[0]), db.watermarks(peer)[1])
-
-    return run
 
 
 def _set_received(peer: str, upto: int) -> Callable[[StateDB], None]:

@@ -1,0 +1,180 @@
+"""Serving a peer's pulls: index pages (small files inline) and file contents (whole or as deltas).
+
+Owns: answering IndexRequest, ContentRequest and Ack for one session, never showing the peer anything
+outside the groups it authenticated for, and never offering it back the versions it gave us (their
+origin is its database). Must not: change the local tree or records (that is the puller's, exchange.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shoal.engine.wire import to_wire
+from shoal.model.records import Kind, Record
+from shoal.net.transport import PeerClosed
+from shoal.proto import messages as m
+from shoal.state.db import StateDB
+from shoal.transfer import delta
+
+if TYPE_CHECKING:
+    from shoal.engine.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+INDEX_PAGE = 1000
+
+
+class Responder:
+    """The serving half of a session; shares the session's channel, report and caches."""
+
+    def __init__(self, session: Exchange) -> None:
+        self.session = session
+        self.r = session.r
+        self.ch = session.ch
+        self.auth = session.auth
+        self.report = session.report
+        self.matcher = session.matcher
+        self._walkable = session._walkable
+        self.progress = session.progress
+
+    async def run(self) -> None:
+        try:
+            await self._respond()
+        except (PeerClosed, OSError) as e:
+            self.session._fail(str(e))
+        except Exception as e:
+            log.exception("serving %s failed", self.auth.peer)
+            self.session._fail(f"internal error while serving {self.auth.peer}: {e}")
+
+    async def _respond(self) -> None:
+        while True:
+            msg = await self.session._requests.get()
+            if msg is None:
+                return
+            if isinstance(msg, m.IndexRequest):
+                await self._serve_index(msg)
+            elif isinstance(msg, m.ContentRequest):
+                await self._serve_content(msg)
+            elif isinstance(msg, m.Ack):
+                await self.r.db(_set_acked(self.auth.peer, msg.upto))
+
+    def _shared(self, logical: str) -> str | None:
+        """The real path of ``logical`` if the peer may see it here, else None."""
+        real = self.r.pmap.to_real_safe(logical)
+        if real is None or not self.matcher.managed_cached(real, self._walkable):
+            return None
+        return real
+
+    async def _serve_index(self, req: m.IndexRequest) -> None:
+        since = req.since
+        last = await self.r.db(lambda db: db.last_seq())
+        if since > last:
+            since = 0  # the peer's watermark is from before our database was replaced
+        while True:
+            page = await self.r.db(_page(since))
+            echo = self.auth.peer_db_id
+            shared = [
+                (rec, real) for rec in page if rec.origin != echo and (real := self._shared(rec.path)) is not None
+            ]
+            inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
+            upto = page[-1].seq if page else last
+            more = len(page) == INDEX_PAGE
+            await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, upto, more))
+            self.report.files_out += sum(1 for x in inline if x is not None)
+            self.report.bytes_out += sum(len(x) for x in inline if x is not None)
+            self.progress(self.report)
+            if not more:
+                return
+            since = upto
+
+    def _read_inline(self, shared: list[tuple[Record, str]], limit: int) -> list[bytes | None]:
+        """Contents of the small files of a page (None where the file changed since it was recorded: the
+        peer then asks for it, and every content is hash-checked on arrival anyway)."""
+        cache = self.r.inline_cache
+        out: list[bytes | None] = []
+        for rec, real in shared:
+            data = None
+            if (
+                rec.kind is Kind.FILE
+                and not rec.deleted
+                and rec.size_bytes <= limit
+                and rec.hash is not None
+                and not self._echo(rec)
+            ):
+                data = cache.get(rec.path, rec.hash)
+                if data is None:
+                    with contextlib.suppress(OSError):
+                        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                        try:
+                            data = os.read(fd, rec.size_bytes + 1)
+                        finally:
+                            os.close(fd)
+                    if data is not None and len(data) == rec.size_bytes:
+                        cache.put(rec.path, rec.hash, data)
+                    else:
+                        data = None
+            out.append(data)
+        return out
+
+    def _echo(self, rec: Record) -> bool:
+        """The peer made this version itself: it has the content already."""
+        return bool(rec.vector) and max(rec.vector, key=lambda e: e[1])[0] == self.auth.peer
+
+    async def _serve_content(self, req: m.ContentRequest) -> None:
+        real = self._shared(req.path)
+        if real is None:
+            self.report.refused.append(req.path)
+            await self.ch.send(m.ContentEnd(req.id, "not shared with you"))
+            return
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}"))
+            return
+        try:
+            chunks = self.r.chunk_cache.get(req.hash) if req.have else None
+            if req.have and chunks is None:
+                wanted = req.hash
+                stored = await self.r.db(lambda db: db.chunk_map(wanted))
+                if stored is not None:
+                    chunks = [delta.Chunk(d, off, length) for d, off, length in stored]
+                else:
+                    chunks = await asyncio.to_thread(delta.chunks_of, fd)
+                self.r.chunk_cache.put(req.hash, chunks)  # the next peer asking for this version reuses it
+            groups = delta.batches(delta.plan(fd, set(req.have), chunks))
+            while (group := await asyncio.to_thread(next, groups, None)) is not None:
+                refs: list[tuple[bytes, int]] = []
+                for piece in group:
+                    if isinstance(piece, delta.Reference):
+                        refs.append((piece.digest, piece.length))
+                        continue
+                    if refs:
+                        await self.ch.send(m.ContentCopy(req.id, refs))
+                        refs = []
+                    await self.ch.send(m.ContentData(req.id, piece.data))
+                    self.report.bytes_out += len(piece.data)
+                if refs:
+                    await self.ch.send(m.ContentCopy(req.id, refs))
+            self.report.files_out += 1
+            await self.ch.send(m.ContentEnd(req.id, None))
+            self.progress(self.report)
+        except OSError as e:
+            await self.ch.send(m.ContentEnd(req.id, f"read error: {e.strerror}"))
+        finally:
+            os.close(fd)
+
+
+def _page(since: int) -> Callable[[StateDB], list[Record]]:
+    return lambda db: db.records_since(since, INDEX_PAGE)
+
+
+def _set_acked(peer: str, upto: int) -> Callable[[StateDB], None]:
+    def run(db: StateDB) -> None:
+        db.set_watermarks(peer, max(upto, db.watermarks(peer)[0]), db.watermarks(peer)[1])
+
+    return run
