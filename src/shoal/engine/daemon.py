@@ -29,6 +29,12 @@ async def serve(
 ) -> int:
     cfg = replica.cfg
     sessions: set[asyncio.Task[None]] = set()
+    # Signal handlers come first: a SIGTERM that arrives while the listener starts must still mean
+    # "stop cleanly", not the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
 
     async def handle(ch: Channel) -> None:
         task = asyncio.current_task()
@@ -70,10 +76,6 @@ async def serve(
     control = ControlServer(replica)
     await control.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
     try:
