@@ -97,11 +97,8 @@ class StateDB:
         self._conn = conn
         self.path = path
         self.readonly = readonly
-        self._node_ids: dict[str, int] = {}
-        self._node_names: dict[int, str] = {}
-        self._source_ids: dict[str, int] = {}
-        self._source_names: dict[int, str] = {}
-        self._load_nodes()
+        self._nodes = _Interned(conn, "nodes", "name")  # node names in version vectors and peers
+        self._sources = _Interned(conn, "sources", "db_id")  # peer database ids in record origins
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -160,44 +157,19 @@ class StateDB:
 
     # -- nodes and vectors ---------------------------------------------------------------------------
 
-    def _load_nodes(self) -> None:
-        for node_id, name in self._conn.execute("SELECT id, name FROM nodes"):
-            self._node_ids[name] = node_id
-            self._node_names[node_id] = name
-        for source_id, db_id in self._conn.execute("SELECT id, db_id FROM sources"):
-            self._source_ids[db_id] = source_id
-            self._source_names[source_id] = db_id
-
     def reload_nodes(self) -> None:
-        """Node ids inserted by a rolled-back transaction are gone: rebuild the cache."""
-        self._node_ids.clear()
-        self._node_names.clear()
-        self._source_ids.clear()
-        self._source_names.clear()
-        self._load_nodes()
+        """Ids inserted by a rolled-back transaction are gone: rebuild the caches."""
+        self._nodes.load()
+        self._sources.load()
 
     def _source(self, source_id: int) -> str | None:
-        if source_id not in self._source_names:
-            self.reload_nodes()  # added by another connection since we loaded the table
-        return self._source_names.get(source_id)
+        return self._sources.name(source_id)
 
     def _source_id(self, db_id: str) -> int:
-        source_id = self._source_ids.get(db_id)
-        if source_id is None:
-            cur = self._conn.execute("INSERT INTO sources (db_id) VALUES (?)", (db_id,))
-            source_id = int(cur.lastrowid or 0)
-            self._source_ids[db_id] = source_id
-            self._source_names[source_id] = db_id
-        return source_id
+        return self._sources.id_of(db_id)
 
     def _node_id(self, name: str) -> int:
-        node_id = self._node_ids.get(name)
-        if node_id is None:
-            cur = self._conn.execute("INSERT INTO nodes (name) VALUES (?)", (name,))
-            node_id = int(cur.lastrowid or 0)
-            self._node_ids[name] = node_id
-            self._node_names[node_id] = name
-        return node_id
+        return self._nodes.id_of(name)
 
     def _encode_vector(self, v: Vector) -> bytes:
         flat: list[int] = []
@@ -207,11 +179,7 @@ class StateDB:
 
     def _decode_vector(self, raw: bytes) -> Vector:
         flat = msgspec.msgpack.decode(raw, type=list[int])
-        names = self._node_names
-        if any(flat[i] not in names for i in range(0, len(flat), 2)):
-            self.reload_nodes()  # another connection added a node since we loaded the table
-            names = self._node_names
-        return tuple(sorted((names[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)))
+        return tuple(sorted((self._nodes.name_strict(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)))
 
     # -- records -------------------------------------------------------------------------------------
 
@@ -333,7 +301,7 @@ class StateDB:
 
     def watermarks(self, peer: str) -> tuple[int, int]:
         """(highest of our sequences ``peer`` acknowledged, highest of its sequences we received)."""
-        node_id = self._node_ids.get(peer)
+        node_id = self._nodes.known(peer)
         if node_id is None:
             return 0, 0
         row = self._conn.execute("SELECT acked_seq, received_seq FROM peers WHERE node_id = ?", (node_id,)).fetchone()
@@ -374,7 +342,7 @@ class StateDB:
 
     def pin(self, peer: str) -> str | None:
         """The certificate fingerprint pinned for ``peer``, if any."""
-        node_id = self._node_ids.get(peer)
+        node_id = self._nodes.known(peer)
         if node_id is None:
             return None
         row = self._conn.execute("SELECT fingerprint FROM peers WHERE node_id = ?", (node_id,)).fetchone()
@@ -391,7 +359,7 @@ class StateDB:
     def reset_pin(self, peer: str) -> bool:
         """Forget ``peer``'s pinned fingerprint (``shoal trust --reset``); True if one was pinned."""
         had = self.pin(peer) is not None
-        node_id = self._node_ids.get(peer)
+        node_id = self._nodes.known(peer)
         if node_id is not None:
             with self._write():
                 self._conn.execute(
@@ -422,6 +390,50 @@ class StateDB:
         if self.readonly:
             raise StateError(f"state database {self.path} is open read-only")
         return _WriteTxn(self._conn, self)
+
+
+class _Interned:
+    """A small table that names strings by integer ids (``id INTEGER PRIMARY KEY, <column> TEXT UNIQUE``),
+    cached both ways. An unknown string is inserted (inside the caller's write transaction); an unknown
+    id means another connection added it since we loaded, so the cache is reloaded."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str, column: str) -> None:
+        self._conn = conn
+        self._table = table
+        self._column = column
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self.load()
+
+    def load(self) -> None:
+        self._ids.clear()
+        self._names.clear()
+        for row_id, name in self._conn.execute(f"SELECT id, {self._column} FROM {self._table}"):
+            self._ids[name] = row_id
+            self._names[row_id] = name
+
+    def known(self, name: str) -> int | None:
+        return self._ids.get(name)
+
+    def id_of(self, name: str) -> int:
+        row_id = self._ids.get(name)
+        if row_id is None:
+            cur = self._conn.execute(f"INSERT INTO {self._table} ({self._column}) VALUES (?)", (name,))
+            row_id = int(cur.lastrowid or 0)
+            self._ids[name] = row_id
+            self._names[row_id] = name
+        return row_id
+
+    def name(self, row_id: int) -> str | None:
+        if row_id not in self._names:
+            self.load()
+        return self._names.get(row_id)
+
+    def name_strict(self, row_id: int) -> str:
+        found = self.name(row_id)
+        if found is None:
+            raise StateError(f"state database refers to unknown {self._table} id {row_id}")
+        return found
 
 
 class _WriteTxn:
