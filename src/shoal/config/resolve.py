@@ -73,6 +73,8 @@ class GroupView:
     only_from: tuple[str, ...]
     fingerprints: tuple[tuple[str, str], ...]
     roots: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  #: every host of the group, this node too, in config order
+    slaves: frozenset[str] = frozenset()  #: the receive-only hosts (this node too, if it is one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,8 @@ def _group_view(
         only_from=g.only_from,
         fingerprints=tuple((fp.host, fp.sha256_hex) for fp in g.fingerprints),
         roots=tuple(matcher.roots()),
+        hosts=tuple(h.name for h in g.hosts),
+        slaves=frozenset(h.name for h in g.hosts if h.slave),
     )
 
 

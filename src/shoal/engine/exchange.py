@@ -28,20 +28,23 @@ from dataclasses import replace
 
 import msgspec
 
+from shoal.config.resolve import GroupView
 from shoal.engine.handshake import Authenticated
 from shoal.engine.replica import Replica
 from shoal.engine.reports import SessionReport
 from shoal.engine.serving import Responder
 from shoal.engine.wire import to_record, to_wire
-from shoal.fs.apply import ApplyError, FileWriter, Staged, Tree, disk_matches
+from shoal.fs import keep
+from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, disk_matches
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
-from shoal.model.reconcile import Action, merged_vector, reconcile
-from shoal.model.records import Kind, Record
+from shoal.model.reconcile import Action, Context, Decision, reconcile, stored_vector
+from shoal.model.records import Kind, Record, Vector, bump, compare, merge
+from shoal.model.records import Order as VectorOrder
 from shoal.net.transport import Channel, PeerClosed
 from shoal.proto import messages as m
 from shoal.proto.errors import RemoteProtocolError
-from shoal.state.db import StateDB
+from shoal.state.db import KeptVersion, StateDB
 from shoal.transfer import delta
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,7 @@ class Exchange:
         self._bye = asyncio.Event()
         self._closed = asyncio.Event()
         self._close_reason: str | None = None
+        self._kept_rows: list[KeptVersion] = []
 
     # -- session lifecycle ---------------------------------------------------------------------------
 
@@ -214,35 +218,70 @@ class Exchange:
             items.append((rec, real, data, w.seq))
         if not items:
             return None
-        locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
+        paths = [it[0].path for it in items]
+        locals_, open_ = await self.r.db(lambda db: (db.get_records(paths), db.conflicts_on(paths)))
+        ctxs = {rec.path: self._context(real, rec.path, open_) for rec, real, _, _ in items}
         # Paths whose disk no longer matches our record are rescanned first.
         stale = [
             real
             for rec, real, _, _ in items
-            if reconcile(locals_.get(rec.path), rec).action is Action.APPLY
+            if reconcile(locals_.get(rec.path), rec, ctxs[rec.path]).action is Action.APPLY
             and not disk_matches(real, locals_.get(rec.path))
         ]
         if stale and not self.dry_run:
             await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale))
-            locals_ = await self.r.db(lambda db: db.get_records([it[0].path for it in items]))
-        return await self._execute(items, locals_)
+            locals_ = await self.r.db(lambda db: db.get_records(paths))
+        return await self._execute(items, locals_, ctxs, open_)
+
+    def _group_of(self, real: str) -> GroupView:
+        """The group whose settings (policy, backups) rule ``real``: the first in the config managing it."""
+        names = set(self.matcher.groups_of(real))
+        return next((g for g in self.r.cfg.groups if g.name in names), self.r.group(self.auth.groups[0]))
+
+    def _context(self, real: str, path: str, open_: dict[str, dict[str, tuple[bytes, str | None]]]) -> Context:
+        g = self._group_of(real)
+        mine = open_.get(path, {})
+        keep_remote = mine.get(self.auth.peer, (b"", None))[1] == "remote"
+        return Context(
+            me=self.r.cfg.node,
+            peer=self.auth.peer,
+            policy=g.auto,
+            hosts=g.hosts,
+            slaves=g.slaves,
+            me_started=self.client,
+            force="remote" if keep_remote else None,
+            open_conflict=bool(mine),
+        )
 
     def _refuse(self, path: str, why: str) -> None:
         self.report.refused.append(path)
         log.warning("refused %s from %s: %s", path, self.auth.peer, why)
 
     async def _execute(
-        self, items: list[tuple[Record, str, bytes | None, int]], locals_: dict[str, Record]
+        self,
+        items: list[tuple[Record, str, bytes | None, int]],
+        locals_: dict[str, Record],
+        ctxs: dict[str, Context],
+        open_: dict[str, dict[str, tuple[bytes, str | None]]],
     ) -> int | None:
         failed: list[int] = []
         to_store: list[tuple[Record, str, Record | None]] = []  # (record, real, expect) applied or merged
         conflicts: list[tuple[Record, int]] = []
         deletes, dirs, files, specials = [], [], [], []
         retouch: list[tuple[Record, str, int]] = []
+        peer, me = self.auth.peer, self.r.cfg.node
+        now_s = time.time_ns() // 1_000_000_000
+        outcome: dict[str, tuple[Vector, str | None]] = {}  # real -> (vector to store, origin)
+        keeps: list[tuple[Record, str, Record, Decision, int]] = []
+        settle: list[tuple[str, Vector]] = []  # open conflicts a new stored version may have settled
+        resurrect: list[tuple[Record, Record]] = []  # (our dir, the peer's tombstone) we could not delete
         for rec, real, data, seq in items:
             local = locals_.get(rec.path)
-            decision = reconcile(local, rec)
+            decision = reconcile(local, rec, ctxs[rec.path])
             if decision.action is Action.IGNORE:
+                if decision.conflict and not self.dry_run:
+                    self._resolved(rec.path, decision)
+                    settle.append((rec.path, ()))
                 continue
             if decision.action is Action.CONFLICT:
                 conflicts.append((rec, seq))
@@ -250,9 +289,19 @@ class Exchange:
             if self.dry_run:
                 self.report.would_change.append(f"{decision.reason}: {rec.path}")
                 continue
+            vector = stored_vector(decision, local, rec)
+            if decision.bump:
+                vector = bump(vector, me, now_s)
+            outcome[real] = (vector, self.auth.peer_db_id if vector == rec.vector else None)
+            if decision.conflict:
+                self._resolved(rec.path, decision)
+            if rec.path in open_:
+                settle.append((rec.path, vector))
+            if local is not None and self._keeps_copy(rec, local, decision, real):
+                keeps.append((rec, real, local, decision, seq))
             if decision.action is Action.MERGE:
                 merged = rec if decision.take_metadata or local is None else local
-                to_store.append((_with_vector(merged, merged_vector(local, rec)), real, None))
+                to_store.append((merged, real, None))
                 if decision.take_metadata and local is not None and not rec.deleted:
                     retouch.append((rec, real, seq))  # same content, the peer's metadata wins: apply it
                 continue
@@ -264,6 +313,13 @@ class Exchange:
                 files.append((rec, real, local, seq, data))
             else:
                 specials.append((rec, real, local, seq))
+        if keeps:
+            not_kept = await self._keep_copies(keeps, failed)
+            if not_kept:  # never replace a version we could not keep
+                deletes = [d for d in deletes if d[1] not in not_kept]
+                dirs = [d for d in dirs if d[1] not in not_kept]
+                files = [f for f in files if f[1] not in not_kept]
+                specials = [x for x in specials if x[1] not in not_kept]
         tree = Tree(self.roots, self.r.cfg.ignore)
         applied: list[tuple[Record, str, Record | None]] = []
         staged: list[Staged] = []
@@ -276,6 +332,11 @@ class Exchange:
                     tree.delete(real, local)
                     applied.append((rec, real, local))
                     self.report.deleted_in += 1
+                except DirectoryNotEmpty:
+                    # Something here still lives inside it (kept by a conflict decision, or not
+                    # managed): the directory stays, as a new version of ours that travels back.
+                    assert local is not None
+                    resurrect.append((local, rec))
                 except (ApplyError, UnsafePath) as e:
                     self._problem(str(e), seq, failed)
             for rec, real, local, seq in sorted(dirs, key=lambda x: _depth(x[1])):
@@ -325,10 +386,14 @@ class Exchange:
                 if rec.kind is Kind.DIR and not rec.deleted:
                     tree.set_dir_time(real, rec.mtime_ns)
             self.report.files_in += sum(1 for s in done if s.record.kind is Kind.FILE)
-            merged = [self._observed(rec, real, locals_.get(rec.path), None) for rec, real, _ in to_store]
+            merged = [self._observed(rec, real, *outcome[real]) for rec, real, _ in to_store]
             to_store.extend(applied)
-            origin = self.auth.peer_db_id  # taken unchanged from this peer: never offered back to it
-            return merged + [self._observed(rec, real, locals_.get(rec.path), origin) for rec, real, _ in applied]
+            # A version taken unchanged from this peer (same vector) is never offered back to it.
+            back = [
+                replace(local, vector=bump(merge(local.vector, tomb.vector), me, now_s), origin=None, recheck=False)
+                for local, tomb in resurrect
+            ]
+            return merged + back + [self._observed(rec, real, *outcome[real]) for rec, real, _ in applied]
 
         try:
             await asyncio.to_thread(local_work)
@@ -344,14 +409,21 @@ class Exchange:
         new_maps = dict(self._new_maps)
         self._new_maps.clear()
 
+        kept_rows, self._kept_rows = self._kept_rows, []
+
         def store(db: StateDB) -> None:
             if stored:
                 db.apply_scan(stored)
             db.put_chunk_maps(new_maps)
             for rec, _ in conflicts:
                 db.record_conflict(rec.path, peer, msgspec.msgpack.encode(to_wire(rec)), now)
+            for row in kept_rows:
+                db.add_kept(row)
+            if settle:
+                db.clear_conflicts(_settled(settle, open_, peer))
 
         await self.r.db(store)
+        await self._revive_parents([rec.path for rec, _, _ in applied if not rec.deleted])
         if to_store:
             await self._restore_parent_times([rec.path for rec, _, _ in to_store])
         for rec, _ in conflicts:
@@ -371,14 +443,85 @@ class Exchange:
                 if real is not None and rec.kind is Kind.DIR and not rec.deleted and self.matcher.is_managed(real):
                     tree.set_dir_time(real, rec.mtime_ns)
 
+    # -- conflict decisions and kept versions ----------------------------------------------------------
+
+    def _resolved(self, path: str, decision: Decision) -> None:
+        how = f"{path}: {decision.reason}"
+        self.report.resolved.append(how)
+        log.warning("conflict with %s settled: %s", self.auth.peer, how)
+
+    def _keeps_copy(self, rec: Record, local: Record, decision: Decision, real: str) -> bool:
+        """Whether our current version must be copied away before this decision replaces it: always for a
+        conflict's loser; for any overwrite or deletion by a peer when the group keeps backups (csync2)."""
+        if local.deleted or local.kind not in (Kind.FILE, Kind.SYMLINK):
+            return False
+        if decision.action is not Action.APPLY or (rec.same_content(local) and not decision.backup):
+            return False
+        g = self._group_of(real)
+        return decision.backup or (g.backup_directory is not None and g.backup_generations > 1)
+
+    async def _keep_copies(self, keeps: list[tuple[Record, str, Record, Decision, int]], failed: list[int]) -> set[str]:
+        """Copy the versions about to be replaced; returns the real paths that could not be kept."""
+        not_kept: set[str] = set()
+        state_dir, peer = self.r.state_dir, self.auth.peer
+
+        def work() -> None:
+            for _rec, real, local, decision, seq in keeps:
+                if not disk_matches(real, local):
+                    continue  # changed here since the last scan: the apply refuses it anyway
+                g = self._group_of(real)
+                try:
+                    if g.backup_directory is not None and g.backup_generations > 1:
+                        where = keep.backup_generations(real, g.backup_directory, g.backup_generations)
+                    else:
+                        where = keep.store(real, state_dir)
+                except keep.KeepError as e:
+                    not_kept.add(real)
+                    self._problem(f"{e}; not replaced", seq, failed)
+                    continue
+                if decision.backup:
+                    author = max(local.vector, key=lambda e: (e[1], e[0]))[0] if local.vector else self.r.cfg.node
+                    self._kept_rows.append(
+                        KeptVersion(
+                            local.path,
+                            real,
+                            author,
+                            peer,
+                            decision.reason,
+                            time.time_ns(),
+                            int(local.kind),
+                            local.hash,
+                            local.size_bytes,
+                            where,
+                        )
+                    )
+                    log.warning("kept %s's version of %s at %s (%s)", author, real, where, decision.reason)
+
+        await asyncio.to_thread(work)
+        return not_kept
+
+    async def _revive_parents(self, paths: list[str]) -> None:
+        """A live entry was applied under a directory our records call deleted (deleted here while the peer
+        created or kept something inside): the directory exists again, so record it as a new version."""
+        parents = {p[: p.rfind("/")] for p in paths if p.rfind("/") > 0}
+        if not parents:
+            return
+
+        def run(db: StateDB) -> None:
+            dead = [p for p, r in db.get_records(parents).items() if r.deleted]
+            reals = [real for real in (self.r.pmap.to_real_safe(p) for p in dead) if real is not None]
+            if reals:
+                Scanner(db, self.r.cfg).scan(reals)
+
+        await self.r.db(run)
+
     def _problem(self, message: str, seq: int, failed: list[int]) -> None:
         self.report.problems.append(message)
         failed.append(seq)
         log.warning("%s (from %s)", message, self.auth.peer)
 
-    def _observed(self, rec: Record, real: str, local: Record | None, origin: str | None) -> Record:
+    def _observed(self, rec: Record, real: str, vector: Vector, origin: str | None) -> Record:
         """The record to store for an applied change: the peer's version, as it now is on our disk."""
-        vector = merged_vector(local, rec)
         if rec.deleted:
             return replace(rec, vector=vector, origin=origin)
         try:
@@ -524,10 +667,22 @@ def _chunk_map(content_hash: bytes) -> Callable[[StateDB], list[tuple[bytes, int
     return lambda db: db.chunk_map(content_hash)
 
 
-def _with_vector(rec: Record, vector: tuple[tuple[str, int], ...]) -> Record:
-    from dataclasses import replace
-
-    return replace(rec, vector=vector)
+def _settled(
+    settle: list[tuple[str, Vector]], open_: dict[str, dict[str, tuple[bytes, str | None]]], peer: str
+) -> list[tuple[str, str]]:
+    """The open conflicts a decision settled: the one with this peer when ours was kept (empty vector),
+    and every one whose conflicting version the newly stored vector includes."""
+    out: list[tuple[str, str]] = []
+    for path, vector in settle:
+        for other, (raw, _keep) in open_.get(path, {}).items():
+            if not vector:
+                if other == peer:
+                    out.append((path, other))
+                continue
+            theirs = to_record(msgspec.msgpack.decode(raw, type=m.WireRecord)).vector
+            if compare(vector, theirs) in (VectorOrder.AFTER, VectorOrder.EQUAL):
+                out.append((path, other))
+    return out
 
 
 def _set_received(peer: str, upto: int) -> Callable[[StateDB], None]:

@@ -17,7 +17,8 @@ class SessionReport:
     files_out: int = 0
     bytes_out: int = 0
     deleted_in: int = 0
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  #: open conflicts (auto none)
+    resolved: list[str] = field(default_factory=list)  #: conflicts settled here: "PATH: how"
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here

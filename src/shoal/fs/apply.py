@@ -51,6 +51,10 @@ class ApplyError(Exception):
     """One path could not be applied; the message says why. Nothing was changed at that path."""
 
 
+class DirectoryNotEmpty(ApplyError):
+    """A deletion of a directory that still holds entries: it stays."""
+
+
 def disk_matches(real: str, expect: Record | None) -> bool:
     """Does the disk still hold what ``expect`` says (nothing, for None or a tombstone)?"""
     try:
@@ -324,7 +328,7 @@ class Tree:
             return
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise ApplyError(f"{real}: directory still holds unknown content; kept") from None
+                raise DirectoryNotEmpty(f"{real}: directory still holds unknown content; kept") from None
             raise ApplyError(f"{real}: cannot delete: {e.strerror}") from None
 
     def set_metadata(self, real: str, rec: Record) -> None:

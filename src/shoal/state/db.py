@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
@@ -384,12 +385,86 @@ class StateDB:
         rows = self._conn.execute("SELECT path, peer, record, detected_ns FROM conflicts ORDER BY path, peer")
         return [(_decode_path(r[0]), r[1], r[2], r[3]) for r in rows.fetchall()]
 
+    def conflicts_on(self, paths: Iterable[str]) -> dict[str, dict[str, tuple[bytes, str | None]]]:
+        """path -> peer -> (peer's record, keep) for the open conflicts among ``paths``."""
+        out: dict[str, dict[str, tuple[bytes, str | None]]] = {}
+        encoded = [_encode_path(p) for p in paths]
+        for i in range(0, len(encoded), 500):
+            chunk = encoded[i : i + 500]
+            rows = self._conn.execute(
+                f"SELECT path, peer, record, keep FROM conflicts WHERE path IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for raw, peer, record, keep in rows.fetchall():
+                out.setdefault(_decode_path(raw), {})[peer] = (record, keep)
+        return out
+
+    def clear_conflicts(self, pairs: Iterable[tuple[str, str]]) -> None:
+        with self._write():
+            self._conn.executemany(
+                "DELETE FROM conflicts WHERE path = ? AND peer = ?", [(_encode_path(p), peer) for p, peer in pairs]
+            )
+
+    def set_conflict_keep(self, path: str, peer: str) -> bool:
+        """Mark the conflict on ``path`` with ``peer`` to be settled by taking the peer's version."""
+        with self._write():
+            cur = self._conn.execute(
+                "UPDATE conflicts SET keep = 'remote' WHERE path = ? AND peer = ?", (_encode_path(path), peer)
+            )
+        return cur.rowcount > 0
+
+    def add_kept(self, kept: KeptVersion) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO kept_versions (path, real, author, lost_to, reason, kept_ns, kind, hash, size, location)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _encode_path(kept.path),
+                    _encode_path(kept.real),
+                    kept.author,
+                    kept.lost_to,
+                    kept.reason,
+                    kept.kept_ns,
+                    kept.kind,
+                    kept.hash,
+                    kept.size,
+                    kept.location,
+                ),
+            )
+
+    def kept_versions(self) -> list[KeptVersion]:
+        rows = self._conn.execute(
+            "SELECT path, real, author, lost_to, reason, kept_ns, kind, hash, size, location, id"
+            " FROM kept_versions ORDER BY id"
+        )
+        return [
+            KeptVersion(_decode_path(r[0]), _decode_path(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            for r in rows.fetchall()
+        ]
+
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _write(self) -> _WriteTxn:
         if self.readonly:
             raise StateError(f"state database {self.path} is open read-only")
         return _WriteTxn(self._conn, self)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptVersion:
+    """A version this node replaced because of a conflict decision, and where its copy is."""
+
+    path: str
+    real: str
+    author: str
+    lost_to: str
+    reason: str
+    kept_ns: int
+    kind: int
+    hash: bytes | None
+    size: int
+    location: str
+    id: int = 0
 
 
 class _Interned:
