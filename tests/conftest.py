@@ -36,3 +36,13 @@ def _no_leaks() -> Iterator[None]:
             continue  # closed meanwhile (e.g. the listdir fd itself)
     if details:
         pytest.fail("test leaked: " + ", ".join(details))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (long fuzzing profiles) run only when asked for with ``-m slow``."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("slow") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("slow") is not None])
+        items[:] = keep

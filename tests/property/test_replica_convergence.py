@@ -168,12 +168,14 @@ DEFAULT = settings(
 SLOW = settings(DEFAULT, max_examples=20_000, stateful_step_count=40)
 
 
+@pytest.mark.timeout(600)
 def test_replicas_converge() -> None:
     Replicas.TestCase.settings = settings(DEFAULT, max_examples=int(os.environ.get("SHOAL_SM_EXAMPLES", "2000")))
     Replicas.TestCase().runTest()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_replicas_converge_slow() -> None:
     Replicas.TestCase.settings = SLOW
     Replicas.TestCase().runTest()

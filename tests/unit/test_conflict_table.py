@@ -305,3 +305,23 @@ def test_outcome_on_every_node(sc: Scenario, policy: Policy) -> None:
 
 def test_table_size() -> None:
     assert len(CASES) >= 100
+
+
+def test_slave_never_keeps_a_version_the_masters_settled_against() -> None:
+    """Found by the state machine: a slave resolved a pair its own way and ended with the masters' exact
+    vector but other content; masters never pull from slaves, so it stayed diverged. A slave now always
+    takes a master's version in a conflict, equal vectors included."""
+    c = Cluster(["a", "b", "c", "d"], "older", frozenset({"d"}))
+    c.edit("a", "f", "f0")
+    for n in "bcd":
+        c.sync("a", n)
+    c.edit("a", "f", "v0")
+    c.sync("a", "c")
+    c.edit("b", "f", "v1")
+    c.edit("c", "f", "v2")  # made on top of v0
+    c.sync("c", "d")
+    c.sync("d", "b")  # the slave meets b's v1 first
+    for a, b in (("a", "b"), ("a", "c"), ("b", "c"), ("a", "b"), ("a", "d"), ("b", "d"), ("c", "d")):
+        c.sync(a, b)
+    assert {n: label_of(c.nodes[n].records["f"]) for n in "abcd"} == dict.fromkeys("abcd", "v2")
+    assert c.lost_versions() == []

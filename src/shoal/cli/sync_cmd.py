@@ -146,6 +146,8 @@ def _render(app: AppContext, report: object) -> int:
         )
         for path in sess.would_change:
             click.echo(f"  would apply: {path}")
+        for how in sess.resolved:
+            click.echo(f"  conflict settled: {how}")
         for path in sess.conflicts:
             click.echo(f"  conflict: {path} (changed here and on {sess.peer}; both versions kept)")
             reasons.append(f"conflict on {path} with {sess.peer}")
@@ -158,6 +160,9 @@ def _render(app: AppContext, report: object) -> int:
         for problem in sess.peer_problems:
             click.echo(f"  problem on {sess.peer}: {problem}")
             reasons.append(f"{sess.peer}: {problem}")
+    for what in report.open_conflicts:
+        click.echo(f"open conflict: {what} (see 'shoal conflicts'; settle with 'shoal resolve')")
+        reasons.append(f"open conflict: {what}")
     for name, why in sorted(report.unreachable.items()):
         click.echo(f"{name}: unreachable: {why}")
     if reasons:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
+MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
 
 
 def _depth(path: str) -> int:
@@ -176,6 +177,8 @@ class Exchange:
         known_db = await self.r.db(lambda db: db.get_meta(f"peer_db_id:{peer}"))
         if known_db != self.auth.peer_db_id:
             await self.r.db(_new_peer_db(peer, self.auth.peer_db_id))
+        if any(g.slave for g in self.r.cfg.groups if g.name in self.auth.groups):
+            await self._slave_catch_up()
         since = (await self.r.db(lambda db: db.watermarks(peer)))[1]
         await self.ch.send(m.IndexRequest(since, INLINE_MAX))
         held = False  # a record could not be applied: do not move the watermark past it
@@ -189,7 +192,8 @@ class Exchange:
                     f"{len(batch.inline)} inline contents"
                 )
             t0 = time.monotonic()
-            failed_seq = await self._apply_batch(batch)
+            async with self.r.apply_lock:
+                failed_seq = await self._apply_batch(batch)
             log.debug("batch of %d records from %s applied in %.3fs", len(batch.records), peer, time.monotonic() - t0)
             self.progress(self.report)
             if not self.dry_run:
@@ -201,6 +205,20 @@ class Exchange:
                     await self.ch.send(m.Ack(batch.upto))
             if not batch.more:
                 return
+
+    async def _slave_catch_up(self) -> None:
+        """A slave's own changes must be replaced by the master's versions, which we may have received
+        long ago (the watermark is past them): ask for the master's current records of those paths."""
+        me = self.r.cfg.node
+        own = await self.r.db(lambda db: db.paths_changed_by(me))
+        own = [p for p in own if (real := self.r.pmap.to_real_safe(p)) is not None and self.matcher.is_managed(real)]
+        for i in range(0, len(own), MAX_PATHS_ASKED):
+            await self.ch.send(m.IndexRequest(0, INLINE_MAX, own[i : i + MAX_PATHS_ASKED]))
+            batch = await self._next(self._index_q)
+            if not isinstance(batch, m.IndexBatch) or batch.more:
+                raise PeerClosed(f"{self.auth.peer} answered a request by path with {type(batch).__name__}")
+            async with self.r.apply_lock:
+                await self._apply_batch(batch)
 
     async def _apply_batch(self, batch: m.IndexBatch) -> int | None:
         """Apply one batch; return the lowest peer sequence number that could not be applied, if any."""

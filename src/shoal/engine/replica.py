@@ -89,6 +89,9 @@ class Replica:
         self._exec = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._db: StateDB | None = None
         self.chunk_cache = ChunkCache()
+        #: one session at a time decides and applies a batch, so every decision sees the records the
+        #: previous batch stored (two peers offering the same path must not both replace it)
+        self.apply_lock = asyncio.Lock()
         self.inline_cache = InlineCache()
 
     @classmethod

@@ -34,6 +34,7 @@ class SyncReport:
     scan: ScanResult | None = None
     sessions: list[SessionReport] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
+    open_conflicts: list[str] = field(default_factory=list)  #: "PATH with PEER", found by earlier runs
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SyncReport:
@@ -42,11 +43,12 @@ class SyncReport:
             scan=None if scan is None else ScanResult(**{**scan, "problems": [Problem(**p) for p in scan["problems"]]}),
             sessions=[SessionReport(**s) for s in data.get("sessions", [])],
             unreachable=dict(data.get("unreachable", {})),
+            open_conflicts=list(data.get("open_conflicts", [])),
         )
 
     @property
     def converged(self) -> bool:
-        return all(
+        return not self.open_conflicts and all(
             s.error is None and not s.conflicts and not s.problems and not s.peer_problems and not s.peer_conflicts
             for s in self.sessions
         )

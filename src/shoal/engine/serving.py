@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX_PAGE = 1000
+MAX_PATHS_ASKED = 1000  #: records asked for by path in one request
 
 
 class Responder:
@@ -71,6 +72,13 @@ class Responder:
         return real
 
     async def _serve_index(self, req: m.IndexRequest) -> None:
+        if req.paths:
+            wanted = req.paths[:MAX_PATHS_ASKED]
+            found = await self.r.db(lambda db: db.get_records(wanted))
+            shared = [(rec, real) for rec in found.values() if (real := self._shared(rec.path)) is not None]
+            inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
+            await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, 0, False))
+            return
         since = req.since
         last = await self.r.db(lambda db: db.last_seq())
         if since > last:

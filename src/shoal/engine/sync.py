@@ -86,6 +86,13 @@ async def sync_once(
 
     await asyncio.gather(*(one(n) for n in targets))
     report.sessions.sort(key=lambda s: s.peer)
+    # Conflicts found by earlier runs stay open until settled: a run is not converged while any is.
+    fresh = {(c, s.peer) for s in report.sessions for c in s.conflicts}
+    report.open_conflicts = [
+        f"{path} with {peer}"
+        for path, peer, _, _ in await replica.db(lambda db: db.conflicts())
+        if (path, peer) not in fresh and peer in targets
+    ]
     return report
 
 

@@ -164,6 +164,8 @@ def _slave_adopts(local: Record, remote: Record, ctx: Context) -> Decision:
 
 def resolve(local: Record, remote: Record, ctx: Context) -> Decision:
     """A conflict: two concurrent versions with different payloads."""
+    if ctx.me in ctx.slaves and ctx.peer not in ctx.slaves:
+        return _verdict("remote", "a slave never wins against a master")
     if ctx.force is not None:
         d = _verdict(ctx.force, "resolved by the admin")
         return Decision(d.action, d.reason, backup=d.backup, conflict=True, winner=d.winner, bump=True)

@@ -65,10 +65,12 @@ class Refused(msgspec.Struct, tag="refused", frozen=True):
 
 class IndexRequest(msgspec.Struct, tag="index_request", frozen=True):
     """Send me your records with sequence numbers above ``since``; inline file contents up to
-    ``inline_max`` bytes."""
+    ``inline_max`` bytes. With ``paths``: your current records of just these paths, in one batch
+    (a slave asks its master for the versions of what it changed locally)."""
 
     since: int
     inline_max: int
+    paths: list[str] = []
 
 
 class IndexBatch(msgspec.Struct, tag="index_batch", frozen=True):

@@ -261,6 +261,17 @@ class StateDB:
         ).fetchall()
         return [self._record(r) for r in rows]
 
+    def paths_changed_by(self, node: str) -> list[str]:
+        """Live or deleted records whose version vector holds an entry of ``node`` (a full scan)."""
+        nid = self._nodes.known(node)
+        if nid is None:
+            return []
+        out = []
+        for raw_path, raw_vec in self._conn.execute("SELECT path, vector FROM records"):
+            if nid in msgspec.msgpack.decode(raw_vec, type=list[int])[::2]:
+                out.append(_decode_path(raw_path))
+        return out
+
     def count_records(self) -> tuple[int, int]:
         """(live records, tombstones)."""
         row = self._conn.execute("SELECT count(*) - total(deleted), total(deleted) FROM records").fetchone()
