@@ -191,3 +191,49 @@ def test_directory_deleted_while_the_peer_wrote_inside_it(cluster: Cluster) -> N
     for node in (a, b):
         assert (node / "d" / "y").read_text() == "new inside\n"
         assert not (node / "d" / "x").exists()
+
+
+def _wait_for(path: Path, timeout_s: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_actions_run_on_receivers_and_locally_as_configured(cluster: Cluster) -> None:
+    marks = cluster.base / "marks"
+    marks.mkdir()
+    logs = cluster.base / "action.log"
+    cluster.write_config(
+        "action {\n"
+        "    pattern %d%/conf/*.conf;\n"
+        f'    exec "echo %% >> {marks}/applied";\n'
+        f'    logfile "{logs}";\n'
+        "}\n"
+        "action {\n"
+        "    pattern %d%/conf;\n"
+        f'    exec "echo %% >> {marks}/local-only";\n'
+        "    do-local-only;\n"
+        "}\n"
+    )
+    cluster.start("beta")
+    a = cluster.nodes["alpha"].data
+    (a / "conf").mkdir()
+    (a / "conf" / "one.conf").write_text("1")
+    (a / "conf" / "two.conf").write_text("2")
+    (a / "conf" / "notes.txt").write_text("not matched")
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    applied = _wait_for(marks / "applied")
+    beta_conf = cluster.nodes["beta"].data / "conf"
+    # one run for the batch, with both matching real paths on beta, and nothing else
+    assert sorted(applied.split()) == [str(beta_conf / "one.conf"), str(beta_conf / "two.conf")]
+    log_text = _wait_for(logs)
+    assert "exited with 0" in log_text and log_text.count("shoal: action") == 1
+    # do-local-only ran on alpha (where the change was made), once, for the paths below conf; the
+    # first action (no do-local) did not run on alpha
+    local_only = (marks / "local-only").read_text().split()
+    assert sorted(local_only) == sorted(str(a / "conf" / n) for n in ("", "one.conf", "two.conf", "notes.txt"))
+    assert str(a) not in applied

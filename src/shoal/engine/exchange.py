@@ -441,6 +441,7 @@ class Exchange:
                 db.clear_conflicts(_settled(settle, open_, peer))
 
         await self.r.db(store)
+        self.r.actions.changed([rec.path for rec, _, _ in applied], local=False)
         await self._revive_parents([rec.path for rec, _, _ in applied if not rec.deleted])
         if to_store:
             await self._restore_parent_times([rec.path for rec, _, _ in to_store])

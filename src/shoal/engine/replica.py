@@ -18,6 +18,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shoal.config.resolve import GroupView, NodeConfig
+from shoal.engine.actions import ActionRunner
 from shoal.errors import ConfigError
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
@@ -92,6 +93,7 @@ class Replica:
         #: one session at a time decides and applies a batch, so every decision sees the records the
         #: previous batch stored (two peers offering the same path must not both replace it)
         self.apply_lock = asyncio.Lock()
+        self.actions = ActionRunner(self.cfg, self.pmap)
         self.inline_cache = InlineCache()
 
     @classmethod
@@ -124,6 +126,8 @@ class Replica:
         return await asyncio.get_running_loop().run_in_executor(self._exec, call)
 
     async def close(self) -> None:
+        await self.actions.drain()
+
         def shut(_: StateDB) -> None:
             if self._db is not None:
                 self._db.close()

@@ -50,6 +50,8 @@ async def sync_once(
     cfg = replica.cfg
     if not dry_run and scanned is None:
         report.scan = await replica.db(lambda db: Scanner(db, cfg).scan(list(paths) if paths else None))
+    if report.scan is not None:
+        replica.actions.changed(report.scan.changed_paths, local=True)
     targets = sorted(
         p
         for p in cfg.peers()
@@ -93,6 +95,7 @@ async def sync_once(
         for path, peer, _, _ in await replica.db(lambda db: db.conflicts())
         if (path, peer) not in fresh and peer in targets
     ]
+    await replica.actions.drain()  # as csync2: the run ends when its actions have run
     return report
 
 
