@@ -237,3 +237,30 @@ def test_actions_run_on_receivers_and_locally_as_configured(cluster: Cluster) ->
     local_only = (marks / "local-only").read_text().split()
     assert sorted(local_only) == sorted(str(a / "conf" / n) for n in ("", "one.conf", "two.conf", "notes.txt"))
     assert str(a) not in applied
+
+
+def test_diff_lists_and_shows_differences(cluster: Cluster) -> None:
+    cluster.start("beta")
+    a, b = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+    (a / "same").write_text("same\n")
+    (a / "changed").write_text("one\ntwo\nthree\n")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    r = cluster.run("alpha", "diff", "beta")
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    (a / "changed").write_text("one\nTWO\nthree\n")
+    (a / "here-only").write_text("h")
+    (b / "there-only").write_text("t")
+    assert cluster.run("beta", "check").returncode == 0
+    r = cluster.run("alpha", "diff", "beta")
+    assert r.returncode == 1, r.stderr
+    lines = sorted(line.split("\t")[:4] for line in r.stdout.splitlines())
+    assert lines == [
+        ["L", "alpha", "beta", "%d%/here-only"],
+        ["R", "alpha", "beta", "%d%/there-only"],
+        ["X", "alpha", "beta", "%d%/changed"],
+    ]
+    r = cluster.run("alpha", "diff", "beta", str(a / "changed"))
+    assert r.returncode == 1
+    assert "--- alpha:%d%/changed\n+++ beta:%d%/changed\n" in r.stdout
+    assert "-TWO\n+two\n" in r.stdout and " one\n" in r.stdout
+    assert (b / "changed").read_text() == "one\ntwo\nthree\n"  # diff changes nothing

@@ -28,6 +28,7 @@ COMMANDS = {
     "pending": ("shoal.cli.pending_cmd", "pending", "Show what each peer has not taken yet, and conflicts."),
     "conflicts": ("shoal.cli.conflicts_cmd", "conflicts", "List open conflicts and kept losing versions."),
     "resolve": ("shoal.cli.resolve_cmd", "resolve", "Settle a conflict for our version or a peer's, cluster-wide."),
+    "diff": ("shoal.cli.diff_cmd", "diff", "List differences with a peer; with PATH, a unified diff."),
     "trust": ("shoal.cli.trust_cmd", "trust", "Forget a peer's pinned certificate fingerprint."),
     "demo": ("shoal.cli.demo_cmd", "demo", "A 3-node cluster on loopback: daemons, a sync, a conflict; then cleanup."),
 }

@@ -85,9 +85,11 @@ class Responder:
             since = 0  # the peer's watermark is from before our database was replaced
         while True:
             page = await self.r.db(_page(since))
-            echo = self.auth.peer_db_id
+            echo = None if req.everything else self.auth.peer_db_id
             shared = [
-                (rec, real) for rec in page if rec.origin != echo and (real := self._shared(rec.path)) is not None
+                (rec, real)
+                for rec in page
+                if (echo is None or rec.origin != echo) and (real := self._shared(rec.path)) is not None
             ]
             inline = await asyncio.to_thread(self._read_inline, shared, req.inline_max)
             upto = page[-1].seq if page else last

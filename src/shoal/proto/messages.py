@@ -66,11 +66,13 @@ class Refused(msgspec.Struct, tag="refused", frozen=True):
 class IndexRequest(msgspec.Struct, tag="index_request", frozen=True):
     """Send me your records with sequence numbers above ``since``; inline file contents up to
     ``inline_max`` bytes. With ``paths``: your current records of just these paths, in one batch
-    (a slave asks its master for the versions of what it changed locally)."""
+    (a slave asks its master for the versions of what it changed locally). ``everything``: include the
+    versions you took from me too (a comparison wants the whole index, not just what I lack)."""
 
     since: int
     inline_max: int
     paths: list[str] = []
+    everything: bool = False
 
 
 class IndexBatch(msgspec.Struct, tag="index_batch", frozen=True):
