@@ -3,7 +3,7 @@
 Owns: building a throw-away cluster (config, group key, node identities, data directories, two daemons
 as separate processes on 127.0.0.1) from the embedded defaults, showing files travel with measured
 latencies and a concurrent edit being caught, then stopping everything and removing the directory.
-Live watching (changes travel without ``sync``) and conflict policies join the demo with their issues.
+Live watching (changes travel without ``sync``) joins the demo with the live-mode issue.
 """
 
 from __future__ import annotations
@@ -183,7 +183,31 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
         for node in ("alpha", "beta"):
             with open(os.path.join(data[node], "site", "index.html"), encoding="utf-8") as f:
                 say(f"  {node:<6} keeps {f.read().strip()}")
-        say("  (both versions are kept; resolution policies and 'shoal resolve' come with the conflict work)")
+        say("  (the group's policy is 'auto none': both versions stay until an admin decides)")
+        index_alpha = os.path.join(data["alpha"], "site", "index.html")
+        t0 = time.perf_counter()
+        resolved = subprocess.run(
+            _shoal(cfg_path, root, "alpha", "resolve", index_alpha, "--keep", "local"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        took_ms = (time.perf_counter() - t0) * 1000
+        say(f"alpha's admin ran 'shoal resolve {index_alpha} --keep local' ({took_ms:.0f} ms, a new process):")
+        if resolved.returncode != 0:
+            failures.append(f"resolve failed: {resolved.stdout}{resolved.stderr}")
+        for node in NODES:
+            ok = _holds(os.path.join(data[node], "site", "index.html"), "<h1>alpha's edit</h1>\n")
+            say(f"  {node:<6} {'holds alpha' + chr(39) + 's edit' if ok else 'DIFFERS'}")
+            if not ok:
+                failures.append(f"{node} did not take the resolution")
+        kept = subprocess.run(
+            _shoal(cfg_path, root, "beta", "conflicts"), capture_output=True, text=True, check=False
+        ).stdout
+        copy = next((line.split("copy: ", 1)[1] for line in kept.splitlines() if "copy: " in line), None)
+        say(f"  beta's own edit is kept at {copy}" if copy else "  beta's own edit: NOT KEPT")
+        if copy is None or not _holds(copy, "<h1>beta's edit</h1>\n"):
+            failures.append("beta's losing version was not kept")
         say("")
         say("stopping the daemons and removing the cluster")
         for failure in failures:
