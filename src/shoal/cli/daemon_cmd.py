@@ -11,9 +11,13 @@ from shoal.cli.context import AppContext
 
 @click.command("daemon")
 @click.option("--listen", metavar="ADDR:PORT", help="Listen here instead of this node's host entry address.")
+@click.option(
+    "--no-watch", is_flag=True, help="Only serve peers: no watching, no scheduled verify (changes go out with 'sync')."
+)
 @click.pass_obj
-def daemon(app: AppContext, listen: str | None) -> int:
-    """Serve peers until SIGTERM (in-flight transfers finish first)."""
+def daemon(app: AppContext, listen: str | None, no_watch: bool) -> int:
+    """Serve peers, watch the managed trees and send changes as they happen, until SIGTERM (in-flight
+    transfers finish first). On start it scans everything and syncs with every peer (catching up)."""
     import logging
 
     from shoal.engine.daemon import serve
@@ -33,7 +37,7 @@ def daemon(app: AppContext, listen: str | None) -> int:
     async def main() -> int:
         replica = await Replica.open(cfg, app.state_dir)
         try:
-            return await serve(replica, host=host or None, port=port)
+            return await serve(replica, host=host or None, port=port, watch=not no_watch)
         finally:
             await replica.close()
 

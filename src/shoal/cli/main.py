@@ -25,6 +25,7 @@ COMMANDS = {
     "ls": ("shoal.cli.ls_cmd", "ls", "List the records of this node."),
     "sync": ("shoal.cli.sync_cmd", "sync", "Scan, then exchange changes with every reachable peer."),
     "daemon": ("shoal.cli.daemon_cmd", "daemon", "Serve peers in the foreground until SIGTERM."),
+    "status": ("shoal.cli.status_cmd", "status", "The daemon's view: peers, watches, queue, lag, conflicts."),
     "pending": ("shoal.cli.pending_cmd", "pending", "Show what each peer has not taken yet, and conflicts."),
     "conflicts": ("shoal.cli.conflicts_cmd", "conflicts", "List open conflicts and kept losing versions."),
     "resolve": ("shoal.cli.resolve_cmd", "resolve", "Settle a conflict for our version or a peer's, cluster-wide."),

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from shoal.control.protocol import socket_path
@@ -22,11 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class ControlServer:
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, status: Callable[[], dict[str, Any]] | None = None) -> None:
         self.replica = replica
         self.path = socket_path(replica.state_dir)
         self._server: asyncio.AbstractServer | None = None
-        self._sync_lock = asyncio.Lock()  # one sync at a time; the next waits for it
+        self._status = status
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -57,9 +58,11 @@ class ControlServer:
         writer.close()
 
     async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("verb") == "status":
+            return {"status": self._status() if self._status is not None else {}}
         if request.get("verb") != "sync":
             return {"error": f"unknown request {request.get('verb')!r}"}
-        async with self._sync_lock:
+        async with self.replica.sync_lock:
             report = await sync_once(
                 self.replica,
                 paths=request.get("paths") or None,

@@ -1,4 +1,4 @@
-"""``shoal daemon``: serve peers until told to stop (watching and schedules arrive with live mode).
+"""``shoal daemon``: serve peers, watch the trees and send changes as they happen, until told to stop.
 
 Owns: the listener, one task per peer session, and a graceful stop: SIGTERM or SIGINT stops accepting,
 lets running sessions finish their batch (up to a grace period), and exits 0.
@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import time
+from typing import Any
 
 from shoal.control.server import ControlServer
 from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import server_handshake
+from shoal.engine.live import Live
 from shoal.engine.replica import Replica
 from shoal.errors import ShoalError
 from shoal.net.transport import Channel, Listener, PeerClosed, PeerTimeout, address_allowed, server_context
@@ -25,7 +29,12 @@ GRACE_S = 20.0
 
 
 async def serve(
-    replica: Replica, *, host: str | None = None, port: int | None = None, ready: asyncio.Event | None = None
+    replica: Replica,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ready: asyncio.Event | None = None,
+    watch: bool = True,
 ) -> int:
     cfg = replica.cfg
     sessions: set[asyncio.Task[None]] = set()
@@ -73,14 +82,37 @@ async def serve(
         allowed,
     )
     await listener.start()
-    control = ControlServer(replica)
+    live = Live(replica) if watch else None
+    started = time.time()
+
+    def status() -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "node": cfg.node,
+            "pid": os.getpid(),
+            "listening": f"{listener.host}:{listener.bound_port}",
+            "started": started,
+            "sessions": len(sessions),
+        }
+        if live is not None:
+            out.update(live.status())
+        return out
+
+    control = ControlServer(replica, status)
     await control.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
+    live_task = asyncio.create_task(live.run(stop), name="shoal-live") if live is not None else None
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
+        if live_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(live_task, GRACE_S)
     finally:
+        if live_task is not None and not live_task.done():
+            live_task.cancel()
+            with contextlib.suppress(BaseException):
+                await live_task
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopping: %d session(s) in flight", len(sessions))

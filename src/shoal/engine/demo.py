@@ -116,7 +116,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
         for node in ("beta", "gamma"):
             log = open(os.path.join(root, f"{node}.log"), "wb")  # noqa: SIM115 (closed with the process)
             proc = subprocess.Popen(
-                _shoal(cfg_path, root, node, "daemon"),
+                _shoal(cfg_path, root, node, "daemon", "--no-watch"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

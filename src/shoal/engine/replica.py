@@ -94,6 +94,8 @@ class Replica:
         #: previous batch stored (two peers offering the same path must not both replace it)
         self.apply_lock = asyncio.Lock()
         self.actions = ActionRunner(self.cfg, self.pmap)
+        #: one sync (scan + sessions we start) at a time: live batches and 'shoal sync' requests queue
+        self.sync_lock = asyncio.Lock()
         self.inline_cache = InlineCache()
 
     @classmethod

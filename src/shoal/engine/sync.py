@@ -44,6 +44,7 @@ async def sync_once(
     on_session: Callable[[SessionReport], None] | None = None,
     progress: Callable[[SessionReport], None] | None = None,
     scanned: ScanResult | None = None,
+    dial_attempts: int = DIAL_ATTEMPTS,
 ) -> SyncReport:
     """Scan (unless the caller did: ``scanned``, see ``scan_first``), then exchange with the peers."""
     report = SyncReport(scan=scanned)
@@ -60,12 +61,12 @@ async def sync_once(
 
     async def one(name: str) -> None:
         peer = cfg.peers()[name]
-        for attempt in range(DIAL_ATTEMPTS):
+        for attempt in range(dial_attempts):
             try:
                 ch = await dial(peer.address, peer.port, cfg.uses_tls(name))
                 break
             except PeerUnreachable as e:
-                if attempt == DIAL_ATTEMPTS - 1:
+                if attempt == dial_attempts - 1:
                     report.unreachable[name] = str(e)
                     return
                 await asyncio.sleep(backoff_s(attempt))

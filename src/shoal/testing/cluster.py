@@ -93,7 +93,9 @@ class Cluster:
     def sync(self, name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run(name, "sync", *args, timeout=timeout)
 
-    def start(self, name: str, *, config: Path | None = None, wait_s: float = 15.0) -> None:
+    def start(self, name: str, *, config: Path | None = None, wait_s: float = 15.0, watch: bool = False) -> None:
+        """Start ``name``'s daemon; by default it only serves (``--no-watch``), so a test decides when
+        changes move; ``watch=True`` runs it live."""
         node = self.nodes[name]
         if node.proc is not None and node.proc.poll() is None:
             return
@@ -110,6 +112,7 @@ class Cluster:
                     str(node.state),
                     "-v",
                     "daemon",
+                    *([] if watch else ["--no-watch"]),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

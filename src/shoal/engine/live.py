@@ -1,0 +1,223 @@
+"""Live mode: the daemon watches the trees and sends changes as they happen; scheduled full verifies.
+
+Owns: the loop that turns inotify events (fs/watch.py) into coalesced batches (model/aggregate.py),
+scans exactly those paths, and syncs with the peers when the scan recorded something; the per-group
+``interval`` full verify (jittered); per-peer health (last success, last error, backoff while a peer
+is down). Must not: speak the protocol (engine/sync.py and exchange.py do) or decide conflicts.
+
+Echo suppression comes from the records: applying a remote change stores the applied file's own stat,
+so the events our own writes cause scan as "unchanged" and start no sync (and our temp files are not
+even reported by the watcher).
+
+One sync runs at a time (``replica.sync_lock``, shared with ``shoal sync`` requests on the control
+socket); events that arrive meanwhile gather into the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.engine.replica import Replica
+from shoal.engine.reports import SyncReport
+from shoal.engine.sync import backoff_s, sync_once
+from shoal.fs.scan import Scanner
+from shoal.fs.watch import SYSCTL, Watcher
+from shoal.model.aggregate import Aggregator
+from shoal.model.patterns import Matcher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELAY_S = 0.02  #: first event -> scan and send, unless a group sets ``delay``
+DEFAULT_VERIFY_S = 3600.0  #: full verify when no group sets ``interval``
+UNWATCHED_SCAN_S = 60.0  #: subtrees past the watch limit are scanned this often
+MAX_DOWN_S = 60.0
+
+
+@dataclass
+class PeerHealth:
+    last_ok: float | None = None  #: wall-clock time of the last completed session
+    last_error: str | None = None
+    failures: int = 0
+    down_until: float = 0.0  #: monotonic; not dialled by live batches before this
+    files_in: int = 0
+    files_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass
+class LiveStats:
+    batches: dict[str, int] = field(default_factory=dict)  #: syncs started, by reason
+    full_scans: int = 0
+    last_full_scan: float | None = None
+    last_batch_s: float | None = None
+    events_cpu_s: float = 0.0
+    peers: dict[str, PeerHealth] = field(default_factory=dict)
+
+
+class Live:
+    def __init__(self, replica: Replica) -> None:
+        self.r = replica
+        cfg = replica.cfg
+        delays = [g.delay_ms / 1000 for g in cfg.groups if g.delay_ms is not None]
+        self.agg = Aggregator(delay_s=min(delays) if delays else DEFAULT_DELAY_S)
+        intervals = [g.interval_ms / 1000 for g in cfg.groups if g.interval_ms]
+        self.verify_s = min(intervals) if intervals else DEFAULT_VERIFY_S
+        watched = [g for g in cfg.groups if g.watch]
+        self.matcher = Matcher([(g.name, g.rules) for g in watched])
+        self.watcher: Watcher | None = None
+        self._watch_roots = self.matcher.roots() if watched else []
+        self.wake = asyncio.Event()
+        self.stats = LiveStats(peers={p: PeerHealth() for p in cfg.peers()})
+        self._next_verify = time.monotonic() + self._jitter(self.verify_s)
+        self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
+
+    @staticmethod
+    def _jitter(s: float) -> float:
+        return s * random.uniform(0.9, 1.1)
+
+    def _on_change(self, paths: list[str] | None) -> None:
+        self.agg.add(paths, time.monotonic())
+        self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._watch_roots:
+            self.watcher = Watcher(self._watch_roots, self.matcher, self._on_change)
+            t0 = time.monotonic()
+            await asyncio.to_thread(self.watcher.watch_all)
+            self.watcher.start(asyncio.get_running_loop())
+            log.info("watching %d directories (%.2fs)", len(self.watcher.wds), time.monotonic() - t0)
+        try:
+            await self._cycle(None, "start-up")  # catch up on what changed while we were down
+            while not stop.is_set():
+                await self._wait(stop)
+                if stop.is_set():
+                    break
+                now = time.monotonic()
+                due = self.agg.due_at()
+                if due is not None and now >= due:
+                    paths = self.agg.take()
+                    await self._cycle(paths, "changes" if paths is not None else "queue overflow")
+                if now >= self._next_verify:
+                    self._next_verify = now + self._jitter(self.verify_s)
+                    await self._cycle(None, "scheduled verify")
+                elif self.watcher is not None and self.watcher.unwatched and now >= self._next_unwatched:
+                    self._next_unwatched = now + UNWATCHED_SCAN_S
+                    await self._cycle(sorted(self.watcher.unwatched), "unwatched subtrees")
+                elif self._peers_to_retry(now):
+                    await self._cycle([], "retrying peers")
+        finally:
+            if self.watcher is not None:
+                self.watcher.close()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        now = time.monotonic()
+        deadlines = [self._next_verify]
+        due = self.agg.due_at()
+        if due is not None:
+            deadlines.append(due)
+        if self.watcher is not None and self.watcher.unwatched:
+            deadlines.append(self._next_unwatched)
+        retry = [h.down_until for h in self.stats.peers.values() if h.down_until > 0]
+        deadlines += retry
+        timeout = max(0.0, min(deadlines) - now)
+        self.wake.clear()
+        if due is not None and timeout == 0:
+            return
+        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        # A change woke us: give the batch its delay (counted from its first event) before scanning.
+        due = self.agg.due_at()
+        if due is not None and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
+
+    def _peers_to_retry(self, now: float) -> bool:
+        return any(0 < h.down_until <= now for h in self.stats.peers.values())
+
+    async def _cycle(self, paths: list[str] | None, why: str) -> None:
+        """Scan ``paths`` (None: everything; []: nothing), then sync with the peers that are up if the
+        scan recorded a change, on a full verify, or to retry peers that were down."""
+        cfg = self.r.cfg
+        t0 = time.monotonic()
+        async with self.r.sync_lock:
+            scanned = None
+            if paths is None or paths:
+                scanned = await self.r.db(lambda db: Scanner(db, cfg).scan(paths))
+                if paths is None:
+                    self.stats.full_scans += 1
+                    self.stats.last_full_scan = time.time()
+            now = time.monotonic()
+            changed = scanned is not None and scanned.recorded > 0
+            if changed or paths is None:
+                targets = [p for p, h in self.stats.peers.items() if h.down_until <= now]
+            else:
+                targets = [p for p, h in self.stats.peers.items() if 0 < h.down_until <= now]
+            if not targets:
+                return
+            report = await sync_once(self.r, peers=targets, scanned=scanned, dial_attempts=1)
+            self._note(report)
+        self.stats.batches[why] = self.stats.batches.get(why, 0) + 1
+        self.stats.last_batch_s = time.monotonic() - t0
+        log.info("%s: synced %d peer(s) in %.3fs", why, len(targets), self.stats.last_batch_s)
+
+    def _note(self, report: SyncReport) -> None:
+        now = time.monotonic()
+        for s in report.sessions:
+            h = self.stats.peers.setdefault(s.peer, PeerHealth())
+            h.files_in += s.files_in
+            h.files_out += s.files_out
+            h.bytes_in += s.bytes_in
+            h.bytes_out += s.bytes_out
+            if s.error is None:
+                h.last_ok, h.last_error, h.failures, h.down_until = time.time(), None, 0, 0.0
+            else:
+                self._down(h, s.error, now)
+        for name, why in report.unreachable.items():
+            self._down(self.stats.peers.setdefault(name, PeerHealth()), why, now)
+
+    @staticmethod
+    def _down(h: PeerHealth, why: str, now: float) -> None:
+        h.last_error = why
+        h.failures += 1
+        h.down_until = now + max(0.5, min(MAX_DOWN_S, backoff_s(h.failures, base_s=1.0, cap_s=MAX_DOWN_S)))
+
+    def status(self) -> dict[str, Any]:
+        w = self.watcher
+        return {
+            "watching": w is not None,
+            "watches": len(w.wds) if w is not None else 0,
+            "unwatched": sorted(w.unwatched) if w is not None else [],
+            "watch_limit_hint": f"sysctl -w {SYSCTL}=<more>" if w is not None and w.unwatched else None,
+            "events": w.events if w is not None else 0,
+            "overflows": w.overflows if w is not None else 0,
+            "queue": self.agg.pending,
+            "delay_s": self.agg.delay_s,
+            "verify_every_s": self.verify_s,
+            "batches": self.stats.batches,
+            "full_scans": self.stats.full_scans,
+            "last_full_scan": self.stats.last_full_scan,
+            "last_batch_s": self.stats.last_batch_s,
+            "peers": {
+                name: {
+                    "last_ok": h.last_ok,
+                    "last_error": h.last_error,
+                    "down": h.down_until > time.monotonic(),
+                    "files_in": h.files_in,
+                    "files_out": h.files_out,
+                    "bytes_in": h.bytes_in,
+                    "bytes_out": h.bytes_out,
+                }
+                for name, h in sorted(self.stats.peers.items())
+            },
+        }

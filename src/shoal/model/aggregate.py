@@ -1,0 +1,92 @@
+"""Coalescing change notifications into scan batches: pure, with the clock passed in.
+
+- Each path is pending once, however many events it gets (per-path coalescing).
+- A batch is due ``delay`` after the first event it holds (not after the last: a file written all the
+  time still goes out), and never later than ``max_wait`` after it, whatever else happens (a sync
+  still running when the batch was due postpones it; ``max_wait`` bounds how long).
+- Escalation: when more than ``escalate_at`` paths are pending in one directory, they become that
+  directory (one subtree scan instead of thousands of single paths); past ``flood_at`` pending paths
+  in all, the batch becomes a scan of everything.
+- A pending directory covers everything below it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Aggregator:
+    delay_s: float = 0.02
+    max_wait_s: float = 1.0
+    escalate_at: int = 256
+    flood_at: int = 50_000
+    _paths: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    _per_dir: dict[str, int] = field(default_factory=dict)
+    _first: float | None = None
+    _everything: bool = False
+
+    def add(self, paths: list[str] | None, now: float) -> None:
+        """Note changed real paths; ``None`` = everything (a queue overflow)."""
+        if self._first is None:
+            self._first = now
+        if paths is None:
+            self._everything = True
+            self._paths.clear()
+            self._per_dir.clear()
+            return
+        if self._everything:
+            return
+        for p in paths:
+            if p in self._paths or self._covered(p):
+                continue
+            self._paths[p] = None
+            parent = p.rpartition("/")[0] or "/"
+            n = self._per_dir.get(parent, 0) + 1
+            self._per_dir[parent] = n
+            if n > self.escalate_at:
+                self._collapse(parent)
+        if len(self._paths) > self.flood_at:
+            self._everything = True
+            self._paths.clear()
+            self._per_dir.clear()
+
+    def _covered(self, p: str) -> bool:
+        while True:
+            p = p.rpartition("/")[0]
+            if not p:
+                return False
+            if p in self._paths:
+                return True
+
+    def _collapse(self, directory: str) -> None:
+        prefix = directory + "/"
+        for p in [p for p in self._paths if p.startswith(prefix)]:
+            del self._paths[p]
+        self._per_dir = {d: n for d, n in self._per_dir.items() if not (d == directory or d.startswith(prefix))}
+        self._paths[directory] = None
+        grand = directory.rpartition("/")[0] or "/"
+        self._per_dir[grand] = self._per_dir.get(grand, 0) + 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._paths) + (1 if self._everything else 0)
+
+    def due_at(self) -> float | None:
+        """When the pending batch is due (None: nothing pending)."""
+        if self._first is None:
+            return None
+        return self._first + min(self.delay_s, self.max_wait_s)
+
+    def overdue(self, now: float) -> bool:
+        """Past ``max_wait``: must go out even if the owner would rather wait."""
+        return self._first is not None and now >= self._first + self.max_wait_s
+
+    def take(self) -> list[str] | None:
+        """The batch (``None`` = scan everything), resetting the aggregator."""
+        out = None if self._everything else list(self._paths)
+        self._paths.clear()
+        self._per_dir.clear()
+        self._first = None
+        self._everything = False
+        return out

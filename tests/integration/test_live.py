@@ -1,0 +1,136 @@
+"""Live mode: daemons that watch (real inotify) and send changes with no 'shoal sync' at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.testing.cluster import Cluster
+
+NAMES = ("alpha", "beta", "gamma")
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def live(cluster: Cluster, *names: str) -> None:
+    for n in names or NAMES:
+        cluster.start(n, watch=True)
+
+
+def same_trees(cluster: Cluster, names: tuple[str, ...] = NAMES) -> bool:
+    first = {k: v[:3] for k, v in cluster.tree(names[0]).items() if k != "."}
+    return all({k: v[:3] for k, v in cluster.tree(n).items() if k != "."} == first for n in names[1:])
+
+
+def status(cluster: Cluster, name: str) -> dict[str, object]:
+    return json.loads(cluster.run(name, "status", "--json").stdout)  # type: ignore[no-any-return]
+
+
+def test_a_write_reaches_the_other_nodes_without_sync(cluster: Cluster) -> None:
+    live(cluster)
+    a = cluster.nodes["alpha"].data
+    (a / "hello.txt").write_text("hello\n")
+    for n in ("beta", "gamma"):
+        target = cluster.nodes[n].data / "hello.txt"
+        eventually(lambda t=target: t.read_text() == "hello\n", what=f"hello.txt on {n}")
+    # and back: an edit on gamma reaches alpha and beta
+    (cluster.nodes["gamma"].data / "hello.txt").write_text("edited on gamma\n")
+    eventually(lambda: (a / "hello.txt").read_text() == "edited on gamma\n", what="gamma's edit on alpha")
+    eventually(lambda: same_trees(cluster), what="equal trees")
+
+
+def test_mkdir_p_and_fill_races_and_mass_renames(cluster: Cluster) -> None:
+    live(cluster, "alpha", "beta")
+    a = cluster.nodes["alpha"].data
+    deep = a / "x" / "y" / "z"
+    deep.mkdir(parents=True)  # files land in directories created moments before: nothing is missed
+    for i in range(50):
+        (deep / f"f{i}").write_text(str(i))
+        (a / "x" / f"g{i}").write_text(str(i))
+    eventually(lambda: same_trees(cluster, ("alpha", "beta")), what="the new tree on beta")
+    os.rename(a / "x", a / "renamed")  # a whole tree moves
+    for i in range(50):  # and files move between directories
+        os.rename(a / "renamed" / "y" / "z" / f"f{i}", a / "renamed" / f"moved{i}")
+    eventually(lambda: same_trees(cluster, ("alpha", "beta")), what="the renamed tree on beta")
+    b = cluster.nodes["beta"].data
+    assert not (b / "x").exists() and (b / "renamed" / "moved7").read_text() == "7"
+
+
+@pytest.fixture
+def small_inotify_queue() -> Iterator[None]:
+    knob = Path("/proc/sys/fs/inotify/max_queued_events")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to shrink fs.inotify.max_queued_events")
+    old = knob.read_text()
+    knob.write_text("32\n")
+    try:
+        yield
+    finally:
+        knob.write_text(old)
+
+
+def test_queue_overflow_rescans_without_losing_anything(cluster: Cluster, small_inotify_queue: None) -> None:
+    live(cluster, "alpha", "beta")  # alpha's inotify instance gets the 32-event queue
+    a = cluster.nodes["alpha"].data
+    for i in range(400):
+        (a / f"burst{i}").write_text(f"{i}\n")
+    eventually(lambda: same_trees(cluster, ("alpha", "beta")), what="all 400 files on beta")
+    daemon = status(cluster, "alpha")["daemon"]
+    assert isinstance(daemon, dict) and daemon["overflows"] >= 1
+
+
+def test_applied_changes_do_not_bounce_back(cluster: Cluster) -> None:
+    live(cluster, "alpha", "beta")
+    a = cluster.nodes["alpha"].data
+    for i in range(200):
+        (a / f"f{i}").write_text(str(i))
+    eventually(lambda: same_trees(cluster, ("alpha", "beta")), what="the burst on beta")
+    time.sleep(0.5)  # let beta's watcher see its own writes
+    beta = status(cluster, "beta")["daemon"]
+    assert isinstance(beta, dict)
+    assert beta["events"] > 0  # beta did see the files it wrote...
+    assert beta["batches"].get("changes", 0) == 0  # type: ignore[attr-defined]  # ...but started no sync for them
+    assert "changes: synced" not in cluster.log_text("beta")
+
+
+def test_a_node_catches_up_after_restart_and_a_new_node_gets_everything(cluster: Cluster) -> None:
+    live(cluster, "alpha", "beta")
+    a = cluster.nodes["alpha"].data
+    (a / "before").write_text("before\n")
+    eventually(lambda: (cluster.nodes["beta"].data / "before").exists(), what="before on beta")
+    cluster.stop("beta")
+    (a / "while-down").write_text("while beta was down\n")
+    time.sleep(0.3)
+    cluster.start("beta", watch=True)
+    eventually(lambda: (cluster.nodes["beta"].data / "while-down").exists(), what="catch-up on beta")
+    cluster.start("gamma", watch=True)  # never synced before: an empty node
+    eventually(lambda: same_trees(cluster), what="everything on the new node")
+
+
+def test_status_json(cluster: Cluster) -> None:
+    live(cluster, "alpha")
+    s = status(cluster, "alpha")
+    assert s["node"] == "alpha" and set(s["lag"]) == {"beta", "gamma"}  # type: ignore[arg-type]
+    d = s["daemon"]
+    assert isinstance(d, dict)
+    for key in ("pid", "listening", "watching", "watches", "queue", "events", "overflows", "peers", "last_full_scan"):
+        assert key in d, key
+    assert d["watching"] is True and d["watches"] >= 1
+    assert set(d["peers"]) == {"beta", "gamma"}  # type: ignore[arg-type]
+    assert d["peers"]["beta"]["down"] is True  # type: ignore[index]  # beta runs no daemon
+    r = cluster.run("beta", "status")
+    assert r.returncode == 1 and "no daemon running" in r.stdout

@@ -1,0 +1,48 @@
+"""model/aggregate.Aggregator: coalescing, delay from the first event, max-wait, escalation."""
+
+from __future__ import annotations
+
+from shoal.model.aggregate import Aggregator
+
+
+def test_each_path_once_and_due_after_the_first_event() -> None:
+    a = Aggregator(delay_s=0.05, max_wait_s=1.0)
+    assert a.due_at() is None
+    a.add(["/r/a", "/r/b"], now=10.0)
+    a.add(["/r/a"], now=10.04)  # more events do not push the batch back
+    assert a.due_at() == 10.05
+    assert a.take() == ["/r/a", "/r/b"]
+    assert a.due_at() is None and a.pending == 0
+
+
+def test_max_wait_caps_the_delay() -> None:
+    a = Aggregator(delay_s=5.0, max_wait_s=0.5)
+    a.add(["/r/a"], now=1.0)
+    assert a.due_at() == 1.5
+    assert not a.overdue(1.4) and a.overdue(1.5)
+
+
+def test_a_pending_directory_covers_its_subtree() -> None:
+    a = Aggregator()
+    a.add(["/r/d"], now=0)
+    a.add(["/r/d/x", "/r/d/e/f", "/r/other"], now=0)
+    assert a.take() == ["/r/d", "/r/other"]
+
+
+def test_many_entries_of_one_directory_become_the_directory() -> None:
+    a = Aggregator(escalate_at=3)
+    a.add([f"/r/d/f{i}" for i in range(3)], now=0)
+    assert a.pending == 3
+    a.add(["/r/d/f3", "/r/e"], now=0)
+    assert a.take() == ["/r/d", "/r/e"]
+
+
+def test_overflow_or_flood_means_everything() -> None:
+    a = Aggregator()
+    a.add(["/r/a"], now=0)
+    a.add(None, now=0)
+    a.add(["/r/b"], now=0)
+    assert a.take() is None
+    b = Aggregator(escalate_at=10**9, flood_at=5)
+    b.add([f"/r/{i}/f" for i in range(6)], now=0)
+    assert b.take() is None
