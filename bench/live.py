@@ -58,7 +58,7 @@ class Seen:
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def l1(writer_dir: Path, targets: list[Path], writes: int, gap_s: float = 0.05) -> list[float]:
