@@ -134,3 +134,15 @@ def test_status_json(cluster: Cluster) -> None:
     assert d["peers"]["beta"]["down"] is True  # type: ignore[index]  # beta runs no daemon
     r = cluster.run("beta", "status")
     assert r.returncode == 1 and "no daemon running" in r.stdout
+
+
+def test_sync_through_a_watching_daemon_sends_what_was_just_written(cluster: Cluster) -> None:
+    live(cluster, "alpha")
+    cluster.start("beta")  # passive: only what alpha sends arrives
+    time.sleep(0.3)
+    a = cluster.nodes["alpha"].data
+    for i in range(20):
+        (a / f"w{i}").write_text(f"{i}\n")
+        r = cluster.sync("alpha", "--peer", "beta")  # the daemon scans only what its watcher reported
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (cluster.nodes["beta"].data / f"w{i}").read_text() == f"{i}\n"

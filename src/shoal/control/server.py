@@ -12,19 +12,27 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.control.protocol import socket_path
 from shoal.engine.replica import Replica
 from shoal.engine.sync import sync_once
+from shoal.fs.results import ScanResult
 
 log = logging.getLogger(__name__)
 
 
 class ControlServer:
-    def __init__(self, replica: Replica, status: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        replica: Replica,
+        status: Callable[[], dict[str, Any]] | None = None,
+        scan_pending: Callable[[], Awaitable[ScanResult | None]] | None = None,
+    ) -> None:
         self.replica = replica
+        #: a watching daemon already knows what changed: scan just that (None from it: scan everything)
+        self._scan_pending = scan_pending
         self.path = socket_path(replica.state_dir)
         self._server: asyncio.AbstractServer | None = None
         self._status = status
@@ -63,8 +71,12 @@ class ControlServer:
         if request.get("verb") != "sync":
             return {"error": f"unknown request {request.get('verb')!r}"}
         async with self.replica.sync_lock:
+            scanned = None
+            if not request.get("paths") and not request.get("dry_run") and self._scan_pending is not None:
+                scanned = await self._scan_pending()
             report = await sync_once(
                 self.replica,
+                scanned=scanned,
                 paths=request.get("paths") or None,
                 peers=request.get("peers") or None,
                 groups=request.get("groups") or None,

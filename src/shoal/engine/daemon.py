@@ -97,7 +97,7 @@ async def serve(
             out.update(live.status())
         return out
 
-    control = ControlServer(replica, status)
+    control = ControlServer(replica, status, live.scan_pending if live is not None else None)
     await control.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
     live_task = asyncio.create_task(live.run(stop), name="shoal-live") if live is not None else None

@@ -26,6 +26,7 @@ from typing import Any
 from shoal.engine.replica import Replica
 from shoal.engine.reports import SyncReport
 from shoal.engine.sync import backoff_s, sync_once
+from shoal.fs.results import ScanResult
 from shoal.fs.scan import Scanner
 from shoal.fs.watch import SYSCTL, Watcher
 from shoal.model.aggregate import Aggregator
@@ -142,6 +143,21 @@ class Live:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, due - time.monotonic()))
 
+    async def scan_pending(self) -> ScanResult | None:
+        """For a 'shoal sync' handed to us (the caller holds the sync lock): when every managed directory
+        is watched, what changed is exactly what the watcher reported, so scan only that (the batch
+        leaves the aggregator). None: scan everything (not watching, or something is unwatched)."""
+        w = self.watcher
+        if w is None or w.unwatched:
+            return None
+        w.read()  # events the kernel queued before the request came in (the writes our caller made)
+        paths = self.agg.take()
+        if paths is None:
+            return None
+        cfg = self.r.cfg
+        async with self.r.apply_lock:
+            return await self.r.db(lambda db: Scanner(db, cfg).scan(paths) if paths else ScanResult())
+
     def _peers_to_retry(self, now: float) -> bool:
         return any(0 < h.down_until <= now for h in self.stats.peers.values())
 
@@ -153,7 +169,10 @@ class Live:
         async with self.r.sync_lock:
             scanned = None
             if paths is None or paths:
-                scanned = await self.r.db(lambda db: Scanner(db, cfg).scan(paths))
+                # Not while a peer's batch is being applied: its files are on disk before their records
+                # are stored, and a scan in between would take them for local edits.
+                async with self.r.apply_lock:
+                    scanned = await self.r.db(lambda db: Scanner(db, cfg).scan(paths))
                 if paths is None:
                     self.stats.full_scans += 1
                     self.stats.last_full_scan = time.time()
