@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,3 +147,28 @@ def test_sync_through_a_watching_daemon_sends_what_was_just_written(cluster: Clu
         r = cluster.sync("alpha", "--peer", "beta")  # the daemon scans only what its watcher reported
         assert r.returncode == 0, r.stdout + r.stderr
         assert (cluster.nodes["beta"].data / f"w{i}").read_text() == f"{i}\n"
+
+
+def test_sighup_reloads_the_config_and_a_broken_one_is_refused(cluster: Cluster) -> None:
+    live(cluster, "alpha", "beta")
+    a, b = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+    (a / "before.tmp").write_text("synced: *.tmp is not excluded yet\n")
+    eventually(lambda: (b / "before.tmp").exists(), what="before.tmp on beta")
+    cluster.write_config("exclude *.tmp;")
+    proc = cluster.nodes["alpha"].proc
+    assert proc is not None
+    proc.send_signal(signal.SIGHUP)
+    eventually(lambda: "SIGHUP: config reloaded" in cluster.log_text("alpha"), what="the reload")
+    (a / "after.tmp").write_text("excluded now\n")
+    (a / "after.txt").write_text("still synced\n")
+    eventually(lambda: (b / "after.txt").exists(), what="after.txt on beta")
+    time.sleep(0.3)
+    assert not (b / "after.tmp").exists()
+    # a config with an error: logged, the running one stays, the daemon keeps serving
+    good = cluster.config.read_text()
+    cluster.config.write_text(good.replace("key ", "kye "))
+    proc.send_signal(signal.SIGHUP)
+    eventually(lambda: "the new config has errors" in cluster.log_text("alpha"), what="the refusal")
+    (a / "still.txt").write_text("the daemon still runs\n")
+    eventually(lambda: (b / "still.txt").exists(), what="still.txt on beta")
+    assert proc.poll() is None

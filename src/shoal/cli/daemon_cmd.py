@@ -37,7 +37,7 @@ def daemon(app: AppContext, listen: str | None, no_watch: bool) -> int:
     async def main() -> int:
         replica = await Replica.open(cfg, app.state_dir)
         try:
-            return await serve(replica, host=host or None, port=port, watch=not no_watch)
+            return await serve(replica, host=host or None, port=port, watch=not no_watch, reload=app.node_config)
         finally:
             await replica.close()
 

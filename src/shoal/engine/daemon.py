@@ -12,14 +12,17 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
+from shoal.config.resolve import NodeConfig
 from shoal.control.server import ControlServer
 from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import server_handshake
 from shoal.engine.live import Live
 from shoal.engine.replica import Replica
 from shoal.errors import ShoalError
+from shoal.fs.results import ScanResult
 from shoal.net.transport import Channel, Listener, PeerClosed, PeerTimeout, address_allowed, server_context
 from shoal.proto.errors import RemoteProtocolError
 
@@ -35,7 +38,10 @@ async def serve(
     port: int | None = None,
     ready: asyncio.Event | None = None,
     watch: bool = True,
+    reload: Callable[[], NodeConfig] | None = None,
 ) -> int:
+    """Serve until SIGTERM/SIGINT. SIGHUP calls ``reload`` for a new config and applies it without
+    dropping sessions in flight; a config with errors is logged and the old one stays."""
     cfg = replica.cfg
     sessions: set[asyncio.Task[None]] = set()
     # Signal handlers come first: a SIGTERM that arrives while the listener starts must still mean
@@ -72,7 +78,7 @@ async def serve(
             sessions.discard(task)
 
     def allowed(address: str) -> bool:
-        return any(not g.only_from or address_allowed(address, g.only_from) for g in cfg.groups)
+        return any(not g.only_from or address_allowed(address, g.only_from) for g in replica.cfg.groups)
 
     listener = Listener(
         host or cfg.listen_address,
@@ -82,8 +88,38 @@ async def serve(
         allowed,
     )
     await listener.start()
-    live = Live(replica) if watch else None
     started = time.time()
+    live: Live | None = None
+    live_stop = asyncio.Event()
+    live_task: asyncio.Task[None] | None = None
+
+    async def start_live() -> None:
+        nonlocal live, live_task, live_stop
+        if live_task is not None:
+            live_stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(live_task, GRACE_S)
+        live_stop = asyncio.Event()
+        live = Live(replica) if watch else None
+        live_task = asyncio.create_task(live.run(live_stop), name="shoal-live") if live is not None else None
+
+    hup = asyncio.Event()
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
+
+    async def reloader() -> None:
+        while True:
+            await hup.wait()
+            hup.clear()
+            assert reload is not None
+            try:
+                cfg_new = await asyncio.to_thread(reload)
+                replica.reconfigure(cfg_new)
+            except ShoalError as e:
+                log.error("SIGHUP: the new config has errors; keeping the running one:\n%s", e)
+                continue
+            await start_live()
+            log.info("SIGHUP: config reloaded: %d group(s), %d peer(s)", len(cfg_new.groups), len(cfg_new.peers()))
 
     def status() -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,18 +133,28 @@ async def serve(
             out.update(live.status())
         return out
 
-    control = ControlServer(replica, status, live.scan_pending if live is not None else None)
+    async def scan_pending() -> ScanResult | None:
+        return await live.scan_pending() if live is not None else None
+
+    control = ControlServer(replica, status, scan_pending)
     await control.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
-    live_task = asyncio.create_task(live.run(stop), name="shoal-live") if live is not None else None
+    await start_live()
+    reloading = asyncio.create_task(reloader(), name="shoal-reload")
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
+        live_stop.set()
         if live_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(live_task, GRACE_S)
     finally:
+        reloading.cancel()
+        with contextlib.suppress(BaseException):
+            await reloading
+        if reload is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
         if live_task is not None and not live_task.done():
             live_task.cancel()
             with contextlib.suppress(BaseException):

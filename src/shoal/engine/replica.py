@@ -98,10 +98,8 @@ class Replica:
         self.sync_lock = asyncio.Lock()
         self.inline_cache = InlineCache()
 
-    @classmethod
-    async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:
-        ensure_state_dir(state_dir)
-        ident = load_identity(state_dir)
+    @staticmethod
+    def _read_keys(cfg: NodeConfig) -> dict[str, bytes]:
         keys: dict[str, bytes] = {}
         for g in cfg.groups:
             try:
@@ -109,6 +107,20 @@ class Replica:
                     keys[g.name] = f.readline().strip()
             except OSError as e:
                 raise ConfigError(f"cannot read key file {g.key_path}: {e.strerror}") from None
+        return keys
+
+    def reconfigure(self, cfg: NodeConfig) -> None:
+        """Take a new config (SIGHUP): sessions already running keep what they started with; everything
+        that starts later sees the new groups, hosts, patterns and keys. ConfigError leaves all as it was."""
+        keys = self._read_keys(cfg)
+        self.cfg, self.group_keys, self.pmap = cfg, keys, PathMap(dict(cfg.prefixes))
+        self.actions = ActionRunner(cfg, self.pmap)
+
+    @classmethod
+    async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:
+        ensure_state_dir(state_dir)
+        ident = load_identity(state_dir)
+        keys = cls._read_keys(cfg)
         replica = cls(
             cfg, state_dir, ident, load_private_key(ident), load_cert_der(ident), keys, PathMap(dict(cfg.prefixes))
         )
