@@ -172,3 +172,59 @@ def test_sighup_reloads_the_config_and_a_broken_one_is_refused(cluster: Cluster)
     (a / "still.txt").write_text("the daemon still runs\n")
     eventually(lambda: (b / "still.txt").exists(), what="still.txt on beta")
     assert proc.poll() is None
+
+
+def test_prometheus_metrics_and_json_logs(cluster: Cluster) -> None:
+    from shoal.testing.cluster import free_port
+
+    port = free_port()
+    cluster.top_extra = f"metrics-listen 127.0.0.1:{port};"
+    cluster.write_config()
+    live(cluster, "beta")
+    cluster.start("alpha", watch=True)
+    (cluster.nodes["alpha"].data / "m.txt").write_text("m\n")
+    eventually(lambda: (cluster.nodes["beta"].data / "m.txt").exists(), what="m.txt on beta")
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    # alpha and beta share the config: beta got the port first; alpha says why it has no metrics and runs on
+    assert "cannot serve metrics on 127.0.0.1" in cluster.log_text("alpha")
+    assert 'shoal_up{node="beta"} 1' in text and "# TYPE shoal_peer_up gauge" in text
+    assert 'shoal_peer_files_sent_total{peer="' in text
+    assert "shoal_watches " in text and "shoal_open_conflicts 0" in text
+
+
+def test_daemon_logs_as_json_lines(cluster: Cluster, tmp_path: Path) -> None:
+    import subprocess
+
+    node = cluster.nodes["alpha"]
+    log_path = tmp_path / "alpha.jsonl"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(os.sys.executable).parent / "shoal"),
+                "-c",
+                str(cluster.config),
+                "-N",
+                "alpha",  # type: ignore[attr-defined]
+                "--state-dir",
+                str(node.state),
+                "-v",
+                "daemon",
+                "--log-format",
+                "json",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        eventually(lambda: "listening on" in log_path.read_text(), what="the start-up line")
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(rec) for rec in lines)
+    assert not any("BEGIN" in rec["msg"] or "key" in rec["msg"].lower().split() for rec in lines)

@@ -14,20 +14,27 @@ from shoal.cli.context import AppContext
 @click.option(
     "--no-watch", is_flag=True, help="Only serve peers: no watching, no scheduled verify (changes go out with 'sync')."
 )
+@click.option("--metrics-listen", metavar="ADDR:PORT", help="Serve Prometheus metrics here (overrides the config).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "kv", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, key=value pairs, or JSON objects (one per line; journald-friendly).",
+)
 @click.pass_obj
-def daemon(app: AppContext, listen: str | None, no_watch: bool) -> int:
+def daemon(app: AppContext, listen: str | None, no_watch: bool, metrics_listen: str | None, log_format: str) -> int:
     """Serve peers, watch the managed trees and send changes as they happen, until SIGTERM (in-flight
     transfers finish first). On start it scans everything and syncs with every peer (catching up)."""
     import logging
 
+    from shoal.cli.logfmt import formatter
     from shoal.engine.daemon import serve
     from shoal.engine.replica import Replica
 
     # A long-running process: every line gets a timestamp (journald adds its own, harmlessly).
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
-        )
+        handler.setFormatter(formatter(log_format))
     cfg = app.node_config()
     host, port = None, None
     if listen:
@@ -37,7 +44,14 @@ def daemon(app: AppContext, listen: str | None, no_watch: bool) -> int:
     async def main() -> int:
         replica = await Replica.open(cfg, app.state_dir)
         try:
-            return await serve(replica, host=host or None, port=port, watch=not no_watch, reload=app.node_config)
+            return await serve(
+                replica,
+                host=host or None,
+                port=port,
+                watch=not no_watch,
+                reload=app.node_config,
+                metrics_listen=metrics_listen,
+            )
         finally:
             await replica.close()
 

@@ -20,11 +20,13 @@ from shoal.control.server import ControlServer
 from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import server_handshake
 from shoal.engine.live import Live
+from shoal.engine.metrics import MetricsServer, render
 from shoal.engine.replica import Replica
 from shoal.errors import ShoalError
 from shoal.fs.results import ScanResult
 from shoal.net.transport import Channel, Listener, PeerClosed, PeerTimeout, address_allowed, server_context
 from shoal.proto.errors import RemoteProtocolError
+from shoal.state.db import StateDB
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ async def serve(
     ready: asyncio.Event | None = None,
     watch: bool = True,
     reload: Callable[[], NodeConfig] | None = None,
+    metrics_listen: str | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT. SIGHUP calls ``reload`` for a new config and applies it without
     dropping sessions in flight; a config with errors is logged and the old one stays."""
@@ -138,6 +141,20 @@ async def serve(
 
     control = ControlServer(replica, status, scan_pending)
     await control.start()
+    metrics = None
+    if metrics_listen or cfg.metrics_listen:
+
+        async def collect() -> str:
+            peers = sorted(replica.cfg.peers())
+
+            def counts(db: StateDB) -> tuple[dict[str, int], int]:
+                return {p: db.count_since(db.watermarks(p)[0]) for p in peers}, db.count_conflicts()
+
+            lag, conflicts = await replica.db(counts)
+            return render(status(), lag, conflicts)
+
+        metrics = MetricsServer(metrics_listen or cfg.metrics_listen or "", collect)
+        await metrics.start()
     log.info("shoal daemon for %s listening on %s:%d", cfg.node, listener.host, listener.bound_port)
     await start_live()
     reloading = asyncio.create_task(reloader(), name="shoal-reload")
@@ -168,4 +185,6 @@ async def serve(
                 await asyncio.wait_for(asyncio.gather(*sessions, return_exceptions=True), GRACE_S)
         await listener.close()
         await control.close()
+        if metrics is not None:
+            await metrics.close()
     return 0

@@ -272,6 +272,14 @@ class StateDB:
                 out.append(_decode_path(raw_path))
         return out
 
+    def count_since(self, seq: int) -> int:
+        """Records changed after local sequence ``seq`` (a cheap upper bound of what a peer lacks)."""
+        row = self._conn.execute("SELECT count(*) FROM records WHERE seq > ?", (seq,)).fetchone()
+        return int(row[0])
+
+    def count_conflicts(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM conflicts").fetchone()[0])
+
     def count_records(self) -> tuple[int, int]:
         """(live records, tombstones)."""
         row = self._conn.execute("SELECT count(*) - total(deleted), total(deleted) FROM records").fetchone()
