@@ -170,6 +170,8 @@ def main() -> None:
         print("| L1: write on A -> visible on B and C | p50 ms | p99 ms | max ms | mean ms | target |")
         print("|---|---|---|---|---|---|")
         print(row("shoal (both peers)", lat, "p50 <= 50, p99 <= 250"))
+        slow = [(i, round(x * 1000)) for i, x in enumerate(lat) if x > 0.25]
+        print(f"writes over 250 ms (index, ms): {slow}")
         if ref is not None:
             print(row("lsyncd -rsync -delay 0 (local dir, one target)", ref, "reference"))
         else:

@@ -66,6 +66,25 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError("a demo daemon did not start listening in time")
 
 
+def _live_writes(src: str, dst: str, count: int, timeout_s: float = 5.0) -> list[float]:
+    """Write ``count`` small files in ``src`` one after another; the time each took to show up in ``dst``."""
+    out = []
+    os.makedirs(os.path.join(src, "live"), exist_ok=True)
+    for i in range(count):
+        body = f"live write {i}\n"
+        with open(os.path.join(src, "live", f"w{i:02d}.txt"), "w", encoding="utf-8") as f:
+            f.write(body)
+        t0 = time.perf_counter()
+        target = os.path.join(dst, "live", f"w{i:02d}.txt")
+        while not _holds(target, body):
+            if time.perf_counter() - t0 > timeout_s:
+                return []
+            time.sleep(0.002)
+        out.append(time.perf_counter() - t0)
+        time.sleep(0.03)
+    return out
+
+
 def _shoal(cfg_path: str, root: str, node: str, *args: str) -> list[str]:
     """The command line of ``shoal`` acting as ``node`` of the demo cluster."""
     return [
@@ -116,7 +135,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
         for node in ("beta", "gamma"):
             log = open(os.path.join(root, f"{node}.log"), "wb")  # noqa: SIM115 (closed with the process)
             proc = subprocess.Popen(
-                _shoal(cfg_path, root, node, "daemon", "--no-watch"),
+                _shoal(cfg_path, root, node, "daemon"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -125,7 +144,7 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
             daemons.append(proc)
             _wait_listening(ports[node], proc)
         say("")
-        say("beta and gamma run 'shoal daemon' (separate processes, TLS 1.3, mutual key proofs)")
+        say("beta and gamma run 'shoal daemon': separate processes, TLS 1.3, mutual key proofs, watching their trees")
 
         data = {n: os.path.join(root, n, "data") for n in NODES}
         os.makedirs(os.path.join(data["alpha"], "site", "css"))
@@ -164,6 +183,19 @@ def run_demo(say: Callable[[str], None], keep: bool = False) -> int:
             leaked = [p for p in ("site/index.html.swp", "cache") if os.path.lexists(os.path.join(data[node], p))]
             say(f"  {node:<6} *.swp and cache/ {'stayed on alpha (excluded)' if not leaked else 'LEAKED'}")
             failures += [f"excluded {p} reached {node}" for p in leaked]
+
+        # Live: beta's daemon watches its tree; a file written there appears on gamma with no command at all.
+        say("")
+        latencies = _live_writes(data["beta"], data["gamma"], 20)
+        if latencies:
+            ms = sorted(x * 1000 for x in latencies)
+            say(
+                f"live: 20 files written on beta appeared on gamma by themselves: "
+                f"median {ms[len(ms) // 2]:.0f} ms, slowest {ms[-1]:.0f} ms (write -> visible with its content)"
+            )
+        else:
+            failures.append("live writes on beta did not reach gamma")
+            say("live: writes on beta did NOT reach gamma")
 
         # A concurrent edit: alpha and beta change the same file before they talk again.
         for node, text in (("alpha", "<h1>alpha's edit</h1>\n"), ("beta", "<h1>beta's edit</h1>\n")):
