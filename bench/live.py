@@ -142,6 +142,40 @@ def lsyncd_l1(base: Path, writes: int) -> list[float] | None:
         proc.wait(10)
 
 
+def big_tree(base: Path, files: int, dirs: int, events: int) -> dict[str, float]:
+    """One live daemon over ``files`` files in ``dirs`` directories (its peers are down, so this is the
+    cost of watching and scanning alone): RSS once everything is watched, then CPU per 1,000 events."""
+    import json
+
+    with Cluster(base / "big") as c:
+        a = c.nodes["alpha"].data
+        for d in range(dirs):
+            (a / f"d{d:05d}").mkdir()
+        for i in range(files):
+            (a / f"d{i % dirs:05d}" / f"f{i}").write_bytes(b"x" * 64)
+        t0 = time.perf_counter()
+        c.start("alpha", watch=True, wait_s=120)
+        node = c.nodes["alpha"]
+        assert node.proc is not None
+
+        def status() -> dict[str, object]:
+            return json.loads(c.run("alpha", "status", "--json").stdout)["daemon"] or {}  # type: ignore[no-any-return]
+
+        while not (status().get("full_scans") and int(status().get("watches", 0)) > dirs):  # type: ignore[call-overload]
+            time.sleep(0.5)
+        ready_s = time.perf_counter() - t0
+        rss, cpu0 = proc_stats(node.proc.pid)
+        ev0 = int(status()["events"])  # type: ignore[call-overload]
+        for i in range(events):
+            (a / f"d{i % dirs:05d}" / f"new{i}").write_bytes(b"y" * 64)
+        while int(status()["events"]) - ev0 < events or int(status()["queue"]):  # type: ignore[call-overload]
+            time.sleep(0.2)
+        time.sleep(1.0)
+        _, cpu1 = proc_stats(node.proc.pid)
+        seen = int(status()["events"]) - ev0  # type: ignore[call-overload]
+        return {"ready_s": ready_s, "rss": rss, "cpu_per_1000": (cpu1 - cpu0) / seen * 1000, "events": seen}
+
+
 def row(name: str, lat: list[float], target: str) -> str:
     ms = [x * 1000 for x in lat]
     return f"| {name} | {pct(ms, 50):.1f} | {pct(ms, 99):.1f} | {max(ms):.1f} | {statistics.mean(ms):.1f} | {target} |"
@@ -153,6 +187,7 @@ def main() -> None:
     ap.add_argument("--writes", type=int, default=200)
     ap.add_argument("--burst", type=int, default=2000)
     ap.add_argument("--no-lsyncd", action="store_true")
+    ap.add_argument("--tree", type=int, default=100_000, help="files for the RSS figure (0: skip)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="shoal-live-", dir=args.dir))
     try:
@@ -179,6 +214,13 @@ def main() -> None:
         print(f"\nL2: burst of {args.burst} files on A -> last visible on B and C: {burst:.3f} s (target <= 1 s)")
         for n, (rss, cpu) in stats.items():
             print(f"daemon {n}: RSS {rss:.0f} MiB, CPU {cpu:.2f} s over the run")
+        if args.tree:
+            big = big_tree(base, args.tree, args.tree // 10, 2000)
+            print(
+                f"\n{args.tree} files in {args.tree // 10} directories, one live daemon: watching and the start-up "
+                f"scan done in {big['ready_s']:.1f} s; RSS {big['rss']:.0f} MiB; "
+                f"{big['cpu_per_1000']:.2f} CPU s per 1,000 events ({big['events']:.0f} events: 2,000 new files)"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -132,3 +132,14 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
         assert db.last_seq() == 1
         db.apply_scan([rec("/d", vector=(("other", 3),))])  # node-id cache was rebuilt
         assert db.get_records(["/d"])["/d"].vector == (("other", 3),)
+
+
+def test_scan_index_under_takes_a_subtree_and_nothing_beside_it(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "state.db")) as db:
+        paths = ["%d%", "%d%/a", "%d%/a/x", "%d%/a/y/z", "%d%/ab", "%d%/a-b", "%d%/b", "%e%/a", "/abs/a"]
+        db.apply_scan([rec(p) for p in paths])
+        got = {k.decode() for k in db.scan_index_under(["%d%/a"])}
+        assert got == {"%d%/a", "%d%/a/x", "%d%/a/y/z"}
+        assert {k.decode() for k in db.scan_index_under(["%d%/"])} == {p for p in paths if p.startswith("%d%")}
+        assert {k.decode() for k in db.scan_index_under(["/abs", "%e%/a"])} == {"/abs/a", "%e%/a"}
+        assert db.scan_index_under(["%d%/nothing"]) == {}

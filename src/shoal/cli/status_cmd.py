@@ -34,9 +34,11 @@ def status(app: AppContext, as_json: bool) -> int:
     from shoal.errors import StateError
 
     cfg = app.node_config()
+    pins: dict[str, str | None] = dict.fromkeys(sorted(cfg.peers()))
     try:
         with app.open_db(readonly=True) as db:
             view = pending_view(db, cfg)
+            pins = {p: db.pin(p) for p in pins}
     except StateError:  # nothing recorded yet: every peer lacks nothing we know of
         view = PendingView(cfg.node, {p: [] for p in sorted(cfg.peers())}, [])
     lag = {peer: len(paths) for peer, paths in view.peers.items()}
@@ -44,6 +46,7 @@ def status(app: AppContext, as_json: bool) -> int:
         "node": cfg.node,
         "daemon": daemon,
         "lag": lag,
+        "fingerprints": pins,
         "conflicts": [{"path": c.path, "peer": c.peer, "detected_ns": c.detected_ns} for c in view.conflicts],
     }
     peers_down = [p for p, h in (daemon or {}).get("peers", {}).items() if h.get("down")]
@@ -71,7 +74,8 @@ def status(app: AppContext, as_json: bool) -> int:
             click.echo("  not watching (--no-watch): changes go out with 'shoal sync'")
     for peer in sorted(cfg.peers()):
         h = (daemon or {}).get("peers", {}).get(peer)
-        line = f"  {peer}: {lag[peer]} change(s) not taken yet"
+        fp = pins.get(peer)
+        line = f"  {peer} [{fp[:16] + '...' if fp else 'not pinned yet'}]: {lag[peer]} change(s) not taken yet"
         if h is not None:
             state = "DOWN" if h["down"] else "ok"
             line += f"; {state}, last success {_ago(h['last_ok'])}, sent {h['files_out']} / received {h['files_in']}"

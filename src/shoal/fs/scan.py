@@ -116,7 +116,7 @@ class Scanner:
         res = ScanResult()
         full = paths is None
         roots = self._roots(paths, res)
-        index = self.db.scan_index()
+        index = self.db.scan_index() if full else self.db.scan_index_under([self.pmap.to_logical(r) for r in roots])
         tally = WalkTally()
         pending: list[Candidate] = []
         changes: list[Record] = []

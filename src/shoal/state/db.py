@@ -237,6 +237,20 @@ class StateDB:
         """The stat signature of every record, by logical path (bytes): two columns, so it loads fast."""
         return dict(self._conn.execute("SELECT path, sig FROM records").fetchall())
 
+    def scan_index_under(self, roots: Iterable[str]) -> ScanIndex:
+        """``scan_index`` for the given logical paths and everything below them only (a targeted scan
+        must cost what it touches, not the size of the whole table)."""
+        out: ScanIndex = {}
+        for root in roots:
+            raw = _encode_path(root.rstrip("/") or "/")
+            below = raw if raw == b"/" else raw + b"/"
+            rows = self._conn.execute(
+                "SELECT path, sig FROM records WHERE path = ? OR (path >= ? AND path < ?)",
+                (raw, below, below[:-1] + b"0"),
+            )
+            out.update(rows.fetchall())
+        return out
+
     def get_records(self, paths: Iterable[str]) -> dict[str, Record]:
         out: dict[str, Record] = {}
         keys = [_encode_path(p) for p in paths]
