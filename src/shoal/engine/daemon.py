@@ -62,6 +62,8 @@ async def serve(
             auth = await server_handshake(replica, ch)
             if auth is None:
                 return
+            if live is not None:
+                live.peer_seen(auth.peer)
             report = await Exchange(replica, ch, auth, client=False, pull=True).run()
             if report.error:
                 log.warning("session with %s ended: %s", auth.peer, report.error)

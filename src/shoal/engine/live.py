@@ -34,7 +34,7 @@ from shoal.model.patterns import Matcher
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DELAY_S = 0.02  #: first event -> scan and send, unless a group sets ``delay``
+DEFAULT_DELAY_S = 0.01  #: first event -> scan and send, unless a group sets ``delay``
 DEFAULT_VERIFY_S = 3600.0  #: full verify when no group sets ``interval``
 UNWATCHED_SCAN_S = 60.0  #: subtrees past the watch limit are scanned this often
 MAX_DOWN_S = 60.0
@@ -157,6 +157,13 @@ class Live:
         cfg = self.r.cfg
         async with self.r.apply_lock:
             return await self.r.db(lambda db: Scanner(db, cfg).scan(paths) if paths else ScanResult())
+
+    def peer_seen(self, name: str) -> None:
+        """``name`` just connected to us: it is up, whatever our last attempt to reach it said."""
+        h = self.stats.peers.get(name)
+        if h is not None and h.down_until:
+            h.down_until, h.failures = 0.0, 0
+            self.wake.set()  # changes held back for it go out now
 
     def _peers_to_retry(self, now: float) -> bool:
         return any(0 < h.down_until <= now for h in self.stats.peers.values())
