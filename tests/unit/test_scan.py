@@ -243,3 +243,19 @@ def test_large_files_get_a_chunk_map_that_is_pruned_with_them(tree: Path, db: St
     big.unlink()
     Scanner(db, node_cfg(tree)).scan()
     assert db.chunk_map(h) is None
+
+
+def test_paths_being_applied_are_left_alone_and_reported(tree: Path, db: StateDB) -> None:
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    f = tree / "sub" / "b.txt"
+    f.write_text("changed while a peer's version of it was being applied")
+    busy = {str(f)}
+    res = Scanner(db, cfg, busy=busy.__contains__).scan()
+    assert res.busy == [str(f)] and res.recorded == 0
+    f.unlink()  # a deletion of a busy path is not recorded either
+    res = Scanner(db, cfg, busy=busy.__contains__).scan([str(f.parent)])
+    assert res.busy == [str(f)] and res.deleted == 0
+    busy.clear()
+    res = Scanner(db, cfg, busy=busy.__contains__).scan()
+    assert res.deleted == 1 and res.busy == []

@@ -249,7 +249,14 @@ class Exchange:
         if stale and not self.dry_run:
             await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale))
             locals_ = await self.r.db(lambda db: db.get_records(paths))
-        return await self._execute(items, locals_, ctxs, open_)
+        # Until their records are stored, scans (ours, the watcher's) leave these paths alone: a file
+        # may be on disk before its record, and must not be taken for a local edit.
+        reals = {real for _, real, _, _ in items}
+        self.r.applying.update(reals)
+        try:
+            return await self._execute(items, locals_, ctxs, open_)
+        finally:
+            self.r.applying.difference_update(reals)
 
     def _group_of(self, real: str) -> GroupView:
         """The group whose settings (policy, backups) rule ``real``: the first in the config managing it."""

@@ -27,7 +27,6 @@ from shoal.engine.replica import Replica
 from shoal.engine.reports import SyncReport
 from shoal.engine.sync import backoff_s, sync_once
 from shoal.fs.results import ScanResult
-from shoal.fs.scan import Scanner
 from shoal.fs.watch import SYSCTL, Watcher
 from shoal.model.aggregate import Aggregator
 from shoal.model.patterns import Matcher
@@ -154,9 +153,10 @@ class Live:
         paths = self.agg.take()
         if paths is None:
             return None
-        cfg = self.r.cfg
-        async with self.r.apply_lock:
-            return await self.r.db(lambda db: Scanner(db, cfg).scan(paths) if paths else ScanResult())
+        res = await self.r.db(lambda db: self.r.scanner(db).scan(paths) if paths else ScanResult())
+        if res.busy:
+            self.agg.add(res.busy, time.monotonic())
+        return res
 
     def peer_seen(self, name: str) -> None:
         """``name`` just connected to us: it is up, whatever our last attempt to reach it said."""
@@ -171,15 +171,15 @@ class Live:
     async def _cycle(self, paths: list[str] | None, why: str) -> None:
         """Scan ``paths`` (None: everything; []: nothing), then sync with the peers that are up if the
         scan recorded a change, on a full verify, or to retry peers that were down."""
-        cfg = self.r.cfg
         t0 = time.monotonic()
         async with self.r.sync_lock:
             scanned = None
             if paths is None or paths:
-                # Not while a peer's batch is being applied: its files are on disk before their records
-                # are stored, and a scan in between would take them for local edits.
-                async with self.r.apply_lock:
-                    scanned = await self.r.db(lambda db: Scanner(db, cfg).scan(paths))
+                # The paths a peer's batch is applying right now are skipped (their files may be on
+                # disk before their records): a scan must not take them for local edits.
+                scanned = await self.r.db(lambda db: self.r.scanner(db).scan(paths))
+                if scanned.busy:  # look again once that apply is done: a local edit may hide there
+                    self.agg.add(scanned.busy, time.monotonic())
                 if paths is None:
                     self.stats.full_scans += 1
                     self.stats.last_full_scan = time.time()

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from shoal.config.resolve import GroupView, NodeConfig
 from shoal.engine.actions import ActionRunner
 from shoal.errors import ConfigError
+from shoal.fs.scan import Scanner
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
 from shoal.net.identity import Identity, load_cert_der, load_identity, load_private_key
@@ -96,7 +97,13 @@ class Replica:
         self.actions = ActionRunner(self.cfg, self.pmap)
         #: one sync (scan + sessions we start) at a time: live batches and 'shoal sync' requests queue
         self.sync_lock = asyncio.Lock()
+        #: real paths whose apply is in progress (on disk, record not stored yet); scans skip them
+        self.applying: set[str] = set()
         self.inline_cache = InlineCache()
+
+    def scanner(self, db: StateDB) -> Scanner:
+        """A scanner that leaves alone what a peer's batch is applying right now."""
+        return Scanner(db, self.cfg, busy=self.applying.__contains__)
 
     @staticmethod
     def _read_keys(cfg: NodeConfig) -> dict[str, bytes]:

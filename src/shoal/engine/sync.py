@@ -50,8 +50,8 @@ async def sync_once(
     report = SyncReport(scan=scanned)
     cfg = replica.cfg
     if not dry_run and scanned is None:
-        async with replica.apply_lock:  # never between a peer's files landing and their records
-            report.scan = await replica.db(lambda db: Scanner(db, cfg).scan(list(paths) if paths else None))
+        # (paths a peer's batch is applying right now are left to that apply)
+        report.scan = await replica.db(lambda db: replica.scanner(db).scan(list(paths) if paths else None))
     if report.scan is not None:
         replica.actions.changed(report.scan.changed_paths, local=True)
     targets = sorted(

@@ -25,6 +25,7 @@ class ScanResult:
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
     changed_paths: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  #: real paths skipped: a peer's change was being applied
 
     @property
     def recorded(self) -> int:

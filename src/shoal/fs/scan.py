@@ -77,7 +77,11 @@ class Scanner:
         clock_ns: Callable[[], int] = time.time_ns,
         hash_workers: int = 4,
         hasher: Callable[[str], Hashed] = hash_file,
+        busy: Callable[[str], bool] | None = None,
     ) -> None:
+        #: real paths a peer's change is being applied to right now: their files may be on disk before
+        #: their records are stored, so the scan leaves them alone (the apply records them)
+        self.busy = busy
         self.db = db
         self.cfg = cfg
         self.node = cfg.node
@@ -179,6 +183,12 @@ class Scanner:
         refreshes: list[Record],
     ) -> None:
         """Read content where needed and turn candidates into changes or refreshes."""
+        if self.busy is not None:
+            busy = self.busy
+            skipped = [fsdecode(p[0]) for p in pending if busy(fsdecode(p[0]))]
+            if skipped:
+                res.busy.extend(skipped)
+                pending = [p for p in pending if not busy(fsdecode(p[0]))]
         if not pending:
             return
         olds = self.db.get_records(fsdecode(p[1]) for p in pending)
@@ -308,6 +318,9 @@ class Scanner:
                     forget.append(logical)
                 continue
             if any(is_within(real, d) for d in incomplete):
+                continue
+            if self.busy is not None and self.busy(real):
+                res.busy.append(real)
                 continue
             if self.matcher.reach(real) is Verdict.MANAGED:
                 gone.append(logical)
