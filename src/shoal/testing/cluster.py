@@ -86,6 +86,7 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         node = self.nodes[name]
         cmd = [str(SHOAL), "-c", str(config or self.config), "-N", name, "--state-dir", str(node.state), *args]
+        cmd = self.command(name, cmd)
         return subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=check, stdin=subprocess.DEVNULL
         )
@@ -102,18 +103,21 @@ class Cluster:
         node.log = self.base / f"{name}.log"
         with open(node.log, "ab") as log:
             node.proc = subprocess.Popen(
-                [
-                    str(SHOAL),
-                    "-c",
-                    str(config or self.config),
-                    "-N",
+                self.command(
                     name,
-                    "--state-dir",
-                    str(node.state),
-                    "-v",
-                    "daemon",
-                    *([] if watch else ["--no-watch"]),
-                ],
+                    [
+                        str(SHOAL),
+                        "-c",
+                        str(config or self.config),
+                        "-N",
+                        name,
+                        "--state-dir",
+                        str(node.state),
+                        "-v",
+                        "daemon",
+                        *([] if watch else ["--no-watch"]),
+                    ],
+                ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -122,10 +126,20 @@ class Cluster:
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:
                 raise RuntimeError(f"daemon {name} exited with {node.proc.returncode}: {self.log_text(name)}")
-            with contextlib.suppress(OSError), socket.create_connection((node.address, node.port), timeout=0.2):
+            if self.listening(name):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"daemon {name} did not listen within {wait_s}s: {self.log_text(name)}")
+
+    def command(self, name: str, args: list[str]) -> list[str]:
+        """How to run ``args`` as node ``name`` (a subclass may wrap it, e.g. in a network namespace)."""
+        return args
+
+    def listening(self, name: str) -> bool:
+        node = self.nodes[name]
+        with contextlib.suppress(OSError), socket.create_connection((node.address, node.port), timeout=0.2):
+            return True
+        return False
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         node = self.nodes[name]
