@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from pathlib import Path
 
 from shoal.testing.cluster import SHOAL, Cluster
 
@@ -97,11 +98,11 @@ class NetnsCluster(Cluster):
     def command(self, name: str, args: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns(name), *args]
 
-    def start(self, name: str, **kw: object) -> None:  # type: ignore[override]
+    def start(self, name: str, *, config: Path | None = None, wait_s: float = 15.0, watch: bool = False) -> None:
         sock = self.nodes[name].state / "control.sock"
         if self.nodes[name].proc is None and sock.exists():
             sock.unlink()  # left by a killed daemon: readiness is judged by it
-        super().start(name, **kw)  # type: ignore[arg-type]
+        super().start(name, config=config, wait_s=wait_s, watch=watch)
 
     def listening(self, name: str) -> bool:
         """The daemon opens its control socket right after its listener (unreachable from out here)."""
