@@ -228,3 +228,26 @@ def test_daemon_logs_as_json_lines(cluster: Cluster, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(rec) for rec in lines)
     assert not any("BEGIN" in rec["msg"] or "key" in rec["msg"].lower().split() for rec in lines)
+
+
+def test_live_daemons_keep_one_session_open_and_reconnect(cluster: Cluster) -> None:
+    live(cluster, "alpha", "beta")
+    a, b = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+
+    def linked(node: str, peer: str) -> bool:
+        d = status(cluster, node)["daemon"]
+        return isinstance(d, dict) and bool(d["peers"][peer]["linked"])  # type: ignore[index]
+
+    eventually(lambda: linked("alpha", "beta") and linked("beta", "alpha"), what="a lasting session")
+    handshakes = cluster.log_text("beta").count("authenticated") + cluster.log_text("alpha").count("authenticated")
+    for i in range(10):
+        (a / f"p{i}").write_text(f"{i}\n")
+        eventually(lambda i=i: (b / f"p{i}").read_text() == f"{i}\n", what=f"p{i}")
+    again = cluster.log_text("beta").count("authenticated") + cluster.log_text("alpha").count("authenticated")
+    assert again == handshakes  # ten changes, no new session
+    # alpha stops cleanly (exit 0), beta notices; alpha comes back and beta's next change reaches it over
+    # a new session
+    assert cluster.stop("alpha") == 0
+    cluster.start("alpha", watch=True)
+    (b / "after-restart").write_text("back\n")
+    eventually(lambda: (a / "after-restart").read_text() == "back\n", what="beta's change on the restarted alpha")

@@ -164,6 +164,7 @@ async def serve(
         ready.set()
     try:
         await stop.wait()
+        replica.stopping.set()  # lasting sessions end after their current batch
         live_stop.set()
         if live_task is not None:
             with contextlib.suppress(Exception):

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
 MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
+KEEPALIVE_S = 15.0  #: a lasting session pokes at least this often
 
 
 def _depth(path: str) -> int:
@@ -69,6 +70,7 @@ class Exchange:
         pull: bool,
         dry_run: bool = False,
         progress: Callable[[SessionReport], None] | None = None,
+        persistent: bool = False,
     ) -> None:
         self.progress = progress or (lambda _: None)  #: told after every applied batch and served file
         self.r = replica
@@ -92,10 +94,17 @@ class Exchange:
         self._closed = asyncio.Event()
         self._close_reason: str | None = None
         self._kept_rows: list[KeptVersion] = []
+        self.persistent = persistent  #: a client that keeps the session open (live mode's link)
+        self._poked = asyncio.Event()  # the peer has records we may not have
+        self.local_changed = asyncio.Event()  # we have records the peer may not have: poke it
+        self._peer_upto = 0
 
     # -- session lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> SessionReport:
+        lasting = self.persistent or not self.client
+        if lasting:  # from the start: a change made during the first round must still be poked about
+            self.r.sessions.add(self)
         reader = asyncio.create_task(self._read_loop(), name=f"read-{self.auth.peer}")
         responder = asyncio.create_task(Responder(self).run(), name=f"respond-{self.auth.peer}")
         try:
@@ -103,17 +112,18 @@ class Exchange:
                 await self._pull()
             rep = self.report
             await self.ch.send(m.PullDone(rep.files_in + rep.deleted_in, rep.conflicts[:1000], rep.problems[:1000]))
-            if self.client:
+            if self.client and not self.persistent:
                 await self._wait_for(self._peer_done)
                 await self.ch.send(m.Bye("done"))
             else:
-                await self._wait_for(self._bye)
+                await self._stay()
         except (PeerClosed, OSError, RemoteProtocolError) as e:
             if isinstance(e, RemoteProtocolError):
                 log.warning("session with %s dropped: %s", self.auth.peer, e)
             if not (self._bye.is_set() and not self.client):
                 self.report.error = str(e)
         finally:
+            self.r.sessions.discard(self)
             self._requests.put_nowait(None)
             for t in (reader, responder):
                 t.cancel()
@@ -121,6 +131,37 @@ class Exchange:
                 with contextlib.suppress(BaseException):
                     await t
         return self.report
+
+    async def _stay(self) -> None:
+        """After the first round: the server until the client's Bye, a persistent client until it is
+        cancelled or the connection ends. Either side pulls again when poked (if the poke says the peer
+        has records past our watermark), pokes the peer when our records change, and pokes every
+        ``KEEPALIVE_S`` so that neither side's read timeout fires on a quiet link."""
+        while not self._bye.is_set():
+            waits = [
+                asyncio.create_task(e.wait())
+                for e in (self._poked, self.local_changed, self._bye, self._closed, self.r.stopping)
+            ]
+            try:
+                woken, _ = await asyncio.wait(waits, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if self._bye.is_set() or self.r.stopping.is_set():
+                return
+            if self._closed.is_set():
+                raise PeerClosed(self._close_reason or f"{self.auth.peer} went away")
+            if self._poked.is_set():
+                self._poked.clear()
+                received = (await self.r.db(lambda db: db.watermarks(self.auth.peer)))[1]
+                if self.pull_enabled and self._peer_upto > received:
+                    await self._pull()
+                    self.progress(self.report)
+            # Poke when our records changed, or as a keepalive when nothing happened for a while;
+            # never in answer to a poke (two lasting sessions would bounce pokes forever).
+            if self.local_changed.is_set() or not woken:
+                self.local_changed.clear()
+                await self.ch.send(m.Poke(await self.r.db(lambda db: db.last_seq())))
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         reader_failed = asyncio.create_task(self._closed.wait())
@@ -153,6 +194,9 @@ class Exchange:
                     self.report.peer_conflicts = list(msg.conflicts)
                     self.report.peer_problems = list(msg.problems)
                     self._peer_done.set()
+                elif isinstance(msg, m.Poke):
+                    self._peer_upto = max(self._peer_upto, msg.upto)
+                    self._poked.set()
                 elif isinstance(msg, m.Bye):
                     self._bye.set()
                     return
@@ -163,9 +207,23 @@ class Exchange:
         finally:
             self._closed.set()
 
-    @staticmethod
-    async def _next(queue: asyncio.Queue[m.Message]) -> m.Message:
-        msg = await queue.get()
+    async def _next(self, queue: asyncio.Queue[m.Message]) -> m.Message:
+        """The next message of ``queue``; PeerClosed if the session ends, or the daemon stops while a
+        lasting session waits (nothing is lost: the watermark moves only with applied batches)."""
+        if not queue.empty() or (not self.persistent and self.client):
+            msg = await queue.get()
+        else:
+            getter = asyncio.create_task(queue.get())
+            stopping = asyncio.create_task(self.r.stopping.wait())
+            try:
+                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if not getter.done() or getter.cancelled():
+                raise PeerClosed("this daemon is stopping")
+            msg = getter.result()
         if isinstance(msg, m.Bye):
             raise PeerClosed(msg.reason)
         return msg
@@ -448,6 +506,8 @@ class Exchange:
                 db.clear_conflicts(_settled(settle, open_, peer))
 
         await self.r.db(store)
+        if stored:
+            self.r.notify_changed(exclude=self)  # our other peers may want what this one sent
         self.r.actions.changed([rec.path for rec, _, _ in applied], local=False)
         await self._revive_parents([rec.path for rec, _, _ in applied if not rec.deleted])
         if to_store:

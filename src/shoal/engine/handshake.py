@@ -120,6 +120,7 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
     if not isinstance(welcome, m.Welcome):
         raise AuthError(f"{peer} did not welcome us")
     await _pin(replica, peer, their_fp)
+    log.info("authenticated %s at %s (groups %s)", peer, ch.peer_address, ", ".join(groups))
     return Authenticated(peer, groups, hello.db_id, hello.offer, their_fp)
 
 
@@ -176,4 +177,5 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
     await ch.send(m.Proof(auth.sign(replica.key, data, "server"), macs))
     await ch.send(m.Welcome(groups))
     await _pin(replica, peer, their_fp)
+    log.info("authenticated %s from %s (groups %s)", peer, ch.peer_address, ", ".join(groups))
     return Authenticated(peer, groups, hello.db_id, hello.offer, their_fp)

@@ -23,13 +23,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.engine.exchange import Exchange
+from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
-from shoal.engine.reports import SyncReport
-from shoal.engine.sync import backoff_s, sync_once
+from shoal.engine.reports import SessionReport
+from shoal.engine.sync import backoff_s
+from shoal.errors import ShoalError
 from shoal.fs.results import ScanResult
 from shoal.fs.watch import SYSCTL, Watcher
 from shoal.model.aggregate import Aggregator
 from shoal.model.patterns import Matcher
+from shoal.net.transport import PeerClosed, PeerTimeout, PeerUnreachable, dial
+from shoal.proto.errors import RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ class Live:
         self._watch_roots = self.matcher.roots() if watched else []
         self.wake = asyncio.Event()
         self.stats = LiveStats(peers={p: PeerHealth() for p in cfg.peers()})
+        self.links: dict[str, asyncio.Task[None]] = {}
+        self.link_reports: dict[str, SessionReport] = {}
         self._next_verify = time.monotonic() + self._jitter(self.verify_s)
         self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
 
@@ -115,6 +122,11 @@ class Live:
         finally:
             if self.watcher is not None:
                 self.watcher.close()
+            for t in list(self.links.values()):
+                t.cancel()
+            for t in list(self.links.values()):
+                with contextlib.suppress(BaseException):
+                    await t
 
     async def _wait(self, stop: asyncio.Event) -> None:
         now = time.monotonic()
@@ -185,38 +197,70 @@ class Live:
                     self.stats.last_full_scan = time.time()
             now = time.monotonic()
             changed = scanned is not None and scanned.recorded > 0
+            if scanned is not None:
+                self.r.actions.changed(scanned.changed_paths, local=True)
+            if changed:
+                self.r.notify_changed()  # every open session pokes its peer, which pulls
+            linked = self.r.linked() | set(self.links)
             if changed or paths is None:
-                targets = [p for p, h in self.stats.peers.items() if h.down_until <= now]
+                targets = [p for p, h in self.stats.peers.items() if h.down_until <= now and p not in linked]
             else:
-                targets = [p for p, h in self.stats.peers.items() if 0 < h.down_until <= now]
-            if not targets:
+                targets = [p for p, h in self.stats.peers.items() if 0 < h.down_until <= now and p not in linked]
+            for peer in targets:  # no session with it yet: open one (its first round is a full exchange)
+                self.links[peer] = asyncio.create_task(self._link(peer), name=f"shoal-link-{peer}")
+            if not changed and not targets:
                 return
-            report = await sync_once(self.r, peers=targets, scanned=scanned, dial_attempts=1)
-            self._note(report)
         self.stats.batches[why] = self.stats.batches.get(why, 0) + 1
         self.stats.last_batch_s = time.monotonic() - t0
-        log.info("%s: synced %d peer(s) in %.3fs", why, len(targets), self.stats.last_batch_s)
+        log.info("%s: %d peer(s) poked, %d link(s) opened", why, len(linked), len(targets))
 
-    def _note(self, report: SyncReport) -> None:
-        now = time.monotonic()
-        for s in report.sessions:
-            h = self.stats.peers.setdefault(s.peer, PeerHealth())
-            h.files_in += s.files_in
-            h.files_out += s.files_out
-            h.bytes_in += s.bytes_in
-            h.bytes_out += s.bytes_out
-            if s.error is None:
-                h.last_ok, h.last_error, h.failures, h.down_until = time.time(), None, 0, 0.0
-            else:
-                self._down(h, s.error, now)
-        for name, why in report.unreachable.items():
-            self._down(self.stats.peers.setdefault(name, PeerHealth()), why, now)
+    async def _link(self, peer: str) -> None:
+        """A lasting session with ``peer``: dial, authenticate, exchange, then stay (poke and pull) until
+        the connection ends or we stop. A failure marks the peer down; the retry logic opens it again."""
+        cfg, h = self.r.cfg, self.stats.peers.setdefault(peer, PeerHealth())
+        info = cfg.peers().get(peer)
+        try:
+            if info is None:
+                return
+            try:
+                ch = await dial(info.address, info.port, cfg.uses_tls(peer))
+            except (PeerUnreachable, PeerClosed) as e:
+                self._down(h, str(e), time.monotonic())
+                return
+            try:
+                auth = await client_handshake(self.r, ch, peer)
+                h.down_until, h.failures, h.last_error, h.last_ok = 0.0, 0, None, time.time()
+
+                def alive(_: SessionReport) -> None:
+                    h.last_ok = time.time()
+
+                session = Exchange(self.r, ch, auth, client=True, pull=True, persistent=True, progress=alive)
+                self.link_reports[peer] = session.report
+                report = await session.run()
+                if report.error and not self.r.stopping.is_set():
+                    self._down(h, report.error, time.monotonic())
+            except (ShoalError, PeerClosed, PeerTimeout, RemoteProtocolError, OSError) as e:
+                self._down(h, str(e), time.monotonic())
+            finally:
+                done = self.link_reports.pop(peer, None)
+                if done is not None:
+                    h.files_in += done.files_in
+                    h.files_out += done.files_out
+                    h.bytes_in += done.bytes_in
+                    h.bytes_out += done.bytes_out
+                await ch.close()
+        finally:
+            self.links.pop(peer, None)
 
     @staticmethod
     def _down(h: PeerHealth, why: str, now: float) -> None:
         h.last_error = why
         h.failures += 1
         h.down_until = now + max(0.5, min(MAX_DOWN_S, backoff_s(h.failures, base_s=1.0, cap_s=MAX_DOWN_S)))
+
+    def _live(self, peer: str, field_name: str) -> int:
+        rep = self.link_reports.get(peer)
+        return int(getattr(rep, field_name)) if rep is not None else 0
 
     def status(self) -> dict[str, Any]:
         w = self.watcher
@@ -236,13 +280,14 @@ class Live:
             "last_batch_s": self.stats.last_batch_s,
             "peers": {
                 name: {
+                    "linked": name in self.r.linked(),
                     "last_ok": h.last_ok,
                     "last_error": h.last_error,
                     "down": h.down_until > time.monotonic(),
-                    "files_in": h.files_in,
-                    "files_out": h.files_out,
-                    "bytes_in": h.bytes_in,
-                    "bytes_out": h.bytes_out,
+                    "files_in": h.files_in + self._live(name, "files_in"),
+                    "files_out": h.files_out + self._live(name, "files_out"),
+                    "bytes_in": h.bytes_in + self._live(name, "bytes_in"),
+                    "bytes_out": h.bytes_out + self._live(name, "bytes_out"),
                 }
                 for name, h in sorted(self.stats.peers.items())
             },

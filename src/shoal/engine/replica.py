@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -99,7 +99,20 @@ class Replica:
         self.sync_lock = asyncio.Lock()
         #: real paths whose apply is in progress (on disk, record not stored yet); scans skip them
         self.applying: set[str] = set()
+        #: open sessions that stay (server sessions, live links): poked when our records change
+        self.sessions: set[Any] = set()
+        self.stopping = asyncio.Event()  #: the daemon stops: lasting sessions end
         self.inline_cache = InlineCache()
+
+    def notify_changed(self, exclude: object = None) -> None:
+        """Our records changed: every lasting session pokes its peer."""
+        for s in self.sessions:
+            if s is not exclude:
+                s.local_changed.set()
+
+    def linked(self) -> set[str]:
+        """Peers with a lasting session open right now."""
+        return {s.auth.peer for s in self.sessions}
 
     def scanner(self, db: StateDB) -> Scanner:
         """A scanner that leaves alone what a peer's batch is applying right now."""

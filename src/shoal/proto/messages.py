@@ -123,6 +123,13 @@ class PullDone(msgspec.Struct, tag="pull_done", frozen=True):
     problems: list[str]
 
 
+class Poke(msgspec.Struct, tag="poke", frozen=True):
+    """I have records up to my sequence number ``upto``: pull when you like. On a lasting session it is
+    also the keepalive (sent every few seconds, so neither side's read timeout fires)."""
+
+    upto: int
+
+
 class Bye(msgspec.Struct, tag="bye", frozen=True):
     reason: str
 
@@ -140,6 +147,7 @@ Message = (
     | ContentEnd
     | Ack
     | PullDone
+    | Poke
     | Bye
 )
 

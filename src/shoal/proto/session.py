@@ -51,6 +51,7 @@ _OPEN_TRAFFIC = (
     m.ContentEnd,
     m.Ack,
     m.PullDone,
+    m.Poke,
 )
 
 TRANSITIONS: dict[tuple[Role, State, str, type], State] = {
