@@ -104,7 +104,7 @@ class Exchange:
     async def run(self) -> SessionReport:
         lasting = self.persistent or not self.client
         if lasting:  # from the start: a change made during the first round must still be poked about
-            self.r.sessions.add(self)
+            self.r.sessions[self] = None
         reader = asyncio.create_task(self._read_loop(), name=f"read-{self.auth.peer}")
         responder = asyncio.create_task(Responder(self).run(), name=f"respond-{self.auth.peer}")
         try:
@@ -123,7 +123,7 @@ class Exchange:
             if not (self._bye.is_set() and not self.client):
                 self.report.error = str(e)
         finally:
-            self.r.sessions.discard(self)
+            self.r.sessions.pop(self, None)
             self._requests.put_nowait(None)
             for t in (reader, responder):
                 t.cancel()

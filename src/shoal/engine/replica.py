@@ -99,15 +99,20 @@ class Replica:
         self.sync_lock = asyncio.Lock()
         #: real paths whose apply is in progress (on disk, record not stored yet); scans skip them
         self.applying: set[str] = set()
-        #: open sessions that stay (server sessions, live links): poked when our records change
-        self.sessions: set[Any] = set()
+        #: open sessions that stay (server sessions, live links), in the order they opened: poked when our
+        #: records change (a dict as an ordered set)
+        self.sessions: dict[Any, None] = {}
         self.stopping = asyncio.Event()  #: the daemon stops: lasting sessions end
         self.inline_cache = InlineCache()
 
     def notify_changed(self, exclude: object = None) -> None:
-        """Our records changed: every lasting session pokes its peer."""
+        """Our records changed: one lasting session per peer (the oldest) pokes it. Two nodes that
+        opened links to each other at the same moment hold two sessions; poking both would make the
+        peer pull everything twice."""
+        poked: set[str] = {exclude.auth.peer} if exclude is not None else set()  # type: ignore[attr-defined]
         for s in self.sessions:
-            if s is not exclude:
+            if s.auth.peer not in poked:
+                poked.add(s.auth.peer)
                 s.local_changed.set()
 
     def linked(self) -> set[str]:
