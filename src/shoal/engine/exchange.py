@@ -26,14 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import msgspec
-
 from shoal.config.resolve import GroupView
 from shoal.engine.handshake import Authenticated
 from shoal.engine.replica import Replica
 from shoal.engine.reports import SessionReport
 from shoal.engine.serving import Responder
-from shoal.engine.wire import to_record, to_wire
+from shoal.engine.wire import record_bytes, record_from_bytes, to_record
 from shoal.fs import keep
 from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, disk_matches
 from shoal.fs.scan import Scanner
@@ -498,8 +496,8 @@ class Exchange:
             if stored:
                 db.apply_scan(stored)
             db.put_chunk_maps(new_maps)
-            for rec, _ in conflicts:
-                db.record_conflict(rec.path, peer, msgspec.msgpack.encode(to_wire(rec)), now)
+            for rec, seq in conflicts:
+                db.record_conflict(rec.path, peer, record_bytes(rec, seq), now)
             for row in kept_rows:
                 db.add_kept(row)
             if settle:
@@ -765,7 +763,7 @@ def _settled(
                 if other == peer:
                     out.append((path, other))
                 continue
-            theirs = to_record(msgspec.msgpack.decode(raw, type=m.WireRecord)).vector
+            theirs = record_from_bytes(raw).vector
             if compare(vector, theirs) in (VectorOrder.AFTER, VectorOrder.EQUAL):
                 out.append((path, other))
     return out

@@ -16,22 +16,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-import msgspec
-
 from shoal.config.resolve import NodeConfig
-from shoal.engine.wire import to_record
+from shoal.engine.wire import record_from_bytes
 from shoal.errors import ShoalError
 from shoal.model.records import Record, bump, merge
-from shoal.proto import messages as m
 from shoal.state.db import KeptVersion, StateDB
 
 
 class ResolveError(ShoalError):
     pass
-
-
-def _peer_record(raw: bytes) -> Record:
-    return to_record(msgspec.msgpack.decode(raw, type=m.WireRecord))
 
 
 def keep_local(db: StateDB, cfg: NodeConfig, path: str) -> list[str]:
@@ -44,7 +37,7 @@ def keep_local(db: StateDB, cfg: NodeConfig, path: str) -> list[str]:
         raise ResolveError(f"{path}: this node has no record of it")
     vector = local.vector
     for raw, _ in rows.values():
-        vector = merge(vector, _peer_record(raw).vector)
+        vector = merge(vector, record_from_bytes(raw).vector)
     settled = replace(local, vector=bump(vector, cfg.node, time.time_ns() // 1_000_000_000), origin=None)
     db.apply_scan([settled])
     db.clear_conflicts([(path, peer) for peer in rows])
@@ -57,7 +50,7 @@ def keep_peer(db: StateDB, path: str, peer: str) -> None:
     if peer not in rows:
         others = ", ".join(sorted(rows)) or "none"
         raise ResolveError(f"no open conflict with {peer} on {path} (open conflicts there are with: {others})")
-    theirs = msgspec.msgpack.decode(rows[peer][0], type=m.WireRecord)
+    theirs = record_from_bytes(rows[peer][0])
     db.set_conflict_keep(path, peer)
     acked, received = db.watermarks(peer)
     db.set_watermarks(peer, acked, min(received, max(theirs.seq - 1, 0)))
@@ -96,7 +89,7 @@ def conflicts_view(db: StateDB, cfg: NodeConfig) -> ConflictsView:
     rows = db.conflicts()
     keeps = db.conflicts_on({path for path, *_ in rows})
     opened = [
-        OpenConflictView(path, peer, when, describe(_peer_record(raw)), keeps[path][peer][1])
+        OpenConflictView(path, peer, when, describe(record_from_bytes(raw)), keeps[path][peer][1])
         for path, peer, raw, when in rows
     ]
     return ConflictsView(cfg.node, opened, db.kept_versions())

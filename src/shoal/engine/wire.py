@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import msgspec
+
 from shoal.model.records import Kind, Record
 from shoal.proto import messages as m
 
@@ -45,3 +49,14 @@ def to_wire(r: Record) -> m.WireRecord:
         r.deleted,
         r.seq,
     )
+
+
+def record_bytes(rec: Record, peer_seq: int) -> bytes:
+    """A peer's record as stored with an open conflict: the wire form, with the peer's sequence number."""
+    return msgspec.msgpack.encode(to_wire(replace(rec, seq=peer_seq)))
+
+
+def record_from_bytes(raw: bytes) -> Record:
+    """The inverse of ``record_bytes``; ``seq`` is the peer's sequence number of that version."""
+    w = msgspec.msgpack.decode(raw, type=m.WireRecord)
+    return replace(to_record(w), seq=w.seq)
