@@ -28,17 +28,17 @@ from dataclasses import replace
 
 from shoal.config.resolve import GroupView
 from shoal.engine.handshake import Authenticated
+from shoal.engine.keeping import keep_copies, needs_copy
 from shoal.engine.replica import Replica
 from shoal.engine.reports import SessionReport
+from shoal.engine.resolution import settled_conflicts
 from shoal.engine.serving import Responder
-from shoal.engine.wire import record_bytes, record_from_bytes, to_record
-from shoal.fs import keep
+from shoal.engine.wire import record_bytes, to_record
 from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, disk_matches
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
 from shoal.model.reconcile import Action, Context, Decision, reconcile, stored_vector
-from shoal.model.records import Kind, Record, Vector, bump, compare, merge
-from shoal.model.records import Order as VectorOrder
+from shoal.model.records import Kind, Record, Vector, bump, merge
 from shoal.net.transport import Channel, PeerClosed
 from shoal.proto import messages as m
 from shoal.proto.errors import RemoteProtocolError
@@ -91,7 +91,6 @@ class Exchange:
         self._bye = asyncio.Event()
         self._closed = asyncio.Event()
         self._close_reason: str | None = None
-        self._kept_rows: list[KeptVersion] = []
         self.persistent = persistent  #: a client that keeps the session open (live mode's link)
         self._poked = asyncio.Event()  # the peer has records we may not have
         self.local_changed = asyncio.Event()  # we have records the peer may not have: poke it
@@ -295,27 +294,33 @@ class Exchange:
         paths = [it[0].path for it in items]
         locals_, open_ = await self.r.db(lambda db: (db.get_records(paths), db.conflicts_on(paths)))
         ctxs = {rec.path: self._context(real, rec.path, open_) for rec, real, _, _ in items}
-        # Paths whose disk no longer matches our record are rescanned first.
-        stale = [
-            real
+        decisions = {rec.path: reconcile(locals_.get(rec.path), rec, ctxs[rec.path]) for rec, _, _, _ in items}
+        # Paths whose disk no longer matches our record are rescanned first, and decided again.
+        stale = {
+            rec.path: real
             for rec, real, _, _ in items
-            if reconcile(locals_.get(rec.path), rec, ctxs[rec.path]).action is Action.APPLY
-            and not disk_matches(real, locals_.get(rec.path))
-        ]
+            if decisions[rec.path].action is Action.APPLY and not disk_matches(real, locals_.get(rec.path))
+        }
         if stale and not self.dry_run:
-            await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale))
+            stale_reals = list(stale.values())
+            await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale_reals))
             locals_ = await self.r.db(lambda db: db.get_records(paths))
+            for rec, _, _, _ in items:
+                if rec.path in stale:
+                    decisions[rec.path] = reconcile(locals_.get(rec.path), rec, ctxs[rec.path])
         # Until their records are stored, scans (ours, the watcher's) leave these paths alone: a file
         # may be on disk before its record, and must not be taken for a local edit.
         reals = {real for _, real, _, _ in items}
         self.r.applying.update(reals)
         try:
-            return await self._execute(items, locals_, ctxs, open_)
+            return await self._execute(items, locals_, decisions, open_)
         finally:
             self.r.applying.difference_update(reals)
 
     def _group_of(self, real: str) -> GroupView:
         """The group whose settings (policy, backups) rule ``real``: the first in the config managing it."""
+        if len(self.auth.groups) == 1:  # the common case: no pattern matching per record
+            return self.r.group(self.auth.groups[0])
         names = set(self.matcher.groups_of(real))
         return next((g for g in self.r.cfg.groups if g.name in names), self.r.group(self.auth.groups[0]))
 
@@ -342,7 +347,7 @@ class Exchange:
         self,
         items: list[tuple[Record, str, bytes | None, int]],
         locals_: dict[str, Record],
-        ctxs: dict[str, Context],
+        decisions: dict[str, Decision],
         open_: dict[str, dict[str, tuple[bytes, str | None]]],
     ) -> int | None:
         failed: list[int] = []
@@ -358,7 +363,7 @@ class Exchange:
         resurrect: list[tuple[Record, Record]] = []  # (our dir, the peer's tombstone) we could not delete
         for rec, real, data, seq in items:
             local = locals_.get(rec.path)
-            decision = reconcile(local, rec, ctxs[rec.path])
+            decision = decisions[rec.path]
             if decision.action is Action.IGNORE:
                 if decision.conflict and not self.dry_run:
                     self._resolved(rec.path, decision)
@@ -378,7 +383,7 @@ class Exchange:
                 self._resolved(rec.path, decision)
             if rec.path in open_:
                 settle.append((rec.path, vector))
-            if local is not None and self._keeps_copy(rec, local, decision, real):
+            if local is not None and needs_copy(rec, local, decision, self._group_of(real)):
                 keeps.append((rec, real, local, decision, seq))
             if decision.action is Action.MERGE:
                 merged = rec if decision.take_metadata or local is None else local
@@ -394,8 +399,21 @@ class Exchange:
                 files.append((rec, real, local, seq, data))
             else:
                 specials.append((rec, real, local, seq))
+        kept_rows: list[KeptVersion] = []
         if keeps:
-            not_kept = await self._keep_copies(keeps, failed)
+            kept = await asyncio.to_thread(
+                keep_copies,
+                [(real, local, decision) for _, real, local, decision, _ in keeps],
+                self._group_of,
+                self.r.state_dir,
+                me,
+                peer,
+            )
+            kept_rows = kept.rows
+            not_kept = kept.not_kept
+            for _, real, _, _, seq in keeps:
+                if real in not_kept:
+                    self._problem(not_kept[real], seq, failed)
             if not_kept:  # never replace a version we could not keep
                 deletes = [d for d in deletes if d[1] not in not_kept]
                 dirs = [d for d in dirs if d[1] not in not_kept]
@@ -490,8 +508,6 @@ class Exchange:
         new_maps = dict(self._new_maps)
         self._new_maps.clear()
 
-        kept_rows, self._kept_rows = self._kept_rows, []
-
         def store(db: StateDB) -> None:
             if stored:
                 db.apply_scan(stored)
@@ -501,7 +517,7 @@ class Exchange:
             for row in kept_rows:
                 db.add_kept(row)
             if settle:
-                db.clear_conflicts(_settled(settle, open_, peer))
+                db.clear_conflicts(settled_conflicts(settle, open_, peer))
 
         await self.r.db(store)
         if stored:
@@ -533,56 +549,6 @@ class Exchange:
         how = f"{path}: {decision.reason}"
         self.report.resolved.append(how)
         log.warning("conflict with %s settled: %s", self.auth.peer, how)
-
-    def _keeps_copy(self, rec: Record, local: Record, decision: Decision, real: str) -> bool:
-        """Whether our current version must be copied away before this decision replaces it: always for a
-        conflict's loser; for any overwrite or deletion by a peer when the group keeps backups (csync2)."""
-        if local.deleted or local.kind not in (Kind.FILE, Kind.SYMLINK):
-            return False
-        if decision.action is not Action.APPLY or (rec.same_content(local) and not decision.backup):
-            return False
-        g = self._group_of(real)
-        return decision.backup or (g.backup_directory is not None and g.backup_generations > 1)
-
-    async def _keep_copies(self, keeps: list[tuple[Record, str, Record, Decision, int]], failed: list[int]) -> set[str]:
-        """Copy the versions about to be replaced; returns the real paths that could not be kept."""
-        not_kept: set[str] = set()
-        state_dir, peer = self.r.state_dir, self.auth.peer
-
-        def work() -> None:
-            for _rec, real, local, decision, seq in keeps:
-                if not disk_matches(real, local):
-                    continue  # changed here since the last scan: the apply refuses it anyway
-                g = self._group_of(real)
-                try:
-                    if g.backup_directory is not None and g.backup_generations > 1:
-                        where = keep.backup_generations(real, g.backup_directory, g.backup_generations)
-                    else:
-                        where = keep.store(real, state_dir)
-                except keep.KeepError as e:
-                    not_kept.add(real)
-                    self._problem(f"{e}; not replaced", seq, failed)
-                    continue
-                if decision.backup:
-                    author = max(local.vector, key=lambda e: (e[1], e[0]))[0] if local.vector else self.r.cfg.node
-                    self._kept_rows.append(
-                        KeptVersion(
-                            local.path,
-                            real,
-                            author,
-                            peer,
-                            decision.reason,
-                            time.time_ns(),
-                            int(local.kind),
-                            local.hash,
-                            local.size_bytes,
-                            where,
-                        )
-                    )
-                    log.warning("kept %s's version of %s at %s (%s)", author, real, where, decision.reason)
-
-        await asyncio.to_thread(work)
-        return not_kept
 
     async def _revive_parents(self, paths: list[str]) -> None:
         """A live entry was applied under a directory our records call deleted (deleted here while the peer
@@ -749,24 +715,6 @@ def _open_base(
 
 def _chunk_map(content_hash: bytes) -> Callable[[StateDB], list[tuple[bytes, int, int]] | None]:
     return lambda db: db.chunk_map(content_hash)
-
-
-def _settled(
-    settle: list[tuple[str, Vector]], open_: dict[str, dict[str, tuple[bytes, str | None]]], peer: str
-) -> list[tuple[str, str]]:
-    """The open conflicts a decision settled: the one with this peer when ours was kept (empty vector),
-    and every one whose conflicting version the newly stored vector includes."""
-    out: list[tuple[str, str]] = []
-    for path, vector in settle:
-        for other, (raw, _keep) in open_.get(path, {}).items():
-            if not vector:
-                if other == peer:
-                    out.append((path, other))
-                continue
-            theirs = record_from_bytes(raw).vector
-            if compare(vector, theirs) in (VectorOrder.AFTER, VectorOrder.EQUAL):
-                out.append((path, other))
-    return out
 
 
 def _set_received(peer: str, upto: int) -> Callable[[StateDB], None]:

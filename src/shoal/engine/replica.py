@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -26,6 +26,9 @@ from shoal.model.patterns import Matcher
 from shoal.net.identity import Identity, load_cert_der, load_identity, load_private_key
 from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
 from shoal.transfer import delta
+
+if TYPE_CHECKING:
+    from shoal.engine.exchange import Exchange
 
 T = TypeVar("T")
 
@@ -101,15 +104,15 @@ class Replica:
         self.applying: set[str] = set()
         #: open sessions that stay (server sessions, live links), in the order they opened: poked when our
         #: records change (a dict as an ordered set)
-        self.sessions: dict[Any, None] = {}
+        self.sessions: dict[Exchange, None] = {}
         self.stopping = asyncio.Event()  #: the daemon stops: lasting sessions end
         self.inline_cache = InlineCache()
 
-    def notify_changed(self, exclude: object = None) -> None:
+    def notify_changed(self, exclude: Exchange | None = None) -> None:
         """Our records changed: one lasting session per peer (the oldest) pokes it. Two nodes that
         opened links to each other at the same moment hold two sessions; poking both would make the
         peer pull everything twice."""
-        poked: set[str] = {exclude.auth.peer} if exclude is not None else set()  # type: ignore[attr-defined]
+        poked: set[str] = {exclude.auth.peer} if exclude is not None else set()
         for s in self.sessions:
             if s.auth.peer not in poked:
                 poked.add(s.auth.peer)

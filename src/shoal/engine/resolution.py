@@ -1,4 +1,5 @@
-"""An admin settles a conflict: ``shoal resolve PATH --keep local|NODE``; and what ``shoal conflicts`` shows.
+"""Settling conflicts: which open conflicts a stored version settles, an admin's ``shoal resolve PATH
+--keep local|NODE``, and what ``shoal conflicts`` shows.
 
 Owns: turning the admin's choice into state the next exchanges act on. Must not: talk to peers (the
 command runs a sync afterwards, which carries the decision).
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from shoal.config.resolve import NodeConfig
 from shoal.engine.wire import record_from_bytes
 from shoal.errors import ShoalError
-from shoal.model.records import Record, bump, merge
+from shoal.model.records import Order, Record, Vector, bump, compare, merge
 from shoal.state.db import KeptVersion, StateDB
 
 
@@ -93,3 +94,21 @@ def conflicts_view(db: StateDB, cfg: NodeConfig) -> ConflictsView:
         for path, peer, raw, when in rows
     ]
     return ConflictsView(cfg.node, opened, db.kept_versions())
+
+
+def settled_conflicts(
+    settle: list[tuple[str, Vector]], open_: dict[str, dict[str, tuple[bytes, str | None]]], peer: str
+) -> list[tuple[str, str]]:
+    """The open conflicts a decision settled: the one with this peer when ours was kept (empty vector),
+    and every one whose conflicting version the newly stored vector includes."""
+    out: list[tuple[str, str]] = []
+    for path, vector in settle:
+        for other, (raw, _keep) in open_.get(path, {}).items():
+            if not vector:
+                if other == peer:
+                    out.append((path, other))
+                continue
+            theirs = record_from_bytes(raw).vector
+            if compare(vector, theirs) in (Order.AFTER, Order.EQUAL):
+                out.append((path, other))
+    return out
