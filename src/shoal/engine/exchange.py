@@ -92,6 +92,8 @@ class Exchange:
         self._closed = asyncio.Event()
         self._close_reason: str | None = None
         self.persistent = persistent  #: a client that keeps the session open (live mode's link)
+        #: stays open after the first round (a server session, or a live link): pokes, ends on stop
+        self.lasting = persistent or not client
         self._poked = asyncio.Event()  # the peer has records we may not have
         self.local_changed = asyncio.Event()  # we have records the peer may not have: poke it
         self._peer_upto = 0
@@ -99,8 +101,7 @@ class Exchange:
     # -- session lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> SessionReport:
-        lasting = self.persistent or not self.client
-        if lasting:  # from the start: a change made during the first round must still be poked about
+        if self.lasting:  # from the start: a change made during the first round must still be poked about
             self.r.sessions[self] = None
         reader = asyncio.create_task(self._read_loop(), name=f"read-{self.auth.peer}")
         responder = asyncio.create_task(Responder(self).run(), name=f"respond-{self.auth.peer}")
@@ -207,7 +208,7 @@ class Exchange:
     async def _next(self, queue: asyncio.Queue[m.Message]) -> m.Message:
         """The next message of ``queue``; PeerClosed if the session ends, or the daemon stops while a
         lasting session waits (nothing is lost: the watermark moves only with applied batches)."""
-        if not queue.empty() or (not self.persistent and self.client):
+        if not queue.empty() or not self.lasting:
             msg = await queue.get()
         else:
             getter = asyncio.create_task(queue.get())
