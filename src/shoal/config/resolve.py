@@ -176,6 +176,7 @@ def _group_view(
     defined: set[str],
     probe: KeyProbe,
     errors: list[str],
+    fallback_port: int = DEFAULT_PORT,
 ) -> GroupView | None:
     me = [h for h in g.hosts if h.name == node]
     if not me:
@@ -186,7 +187,7 @@ def _group_view(
             errors.append(f"{h.pos}: host '{h.name}' listed twice in group '{g.name}' (first at {seen[h.name]})")
         seen[h.name] = h.pos
     my_index = g.hosts.index(me[0])
-    default_port = cfg.port or DEFAULT_PORT
+    default_port = cfg.port or fallback_port
     peers = tuple(
         Peer(h.name, h.address or h.name, h.port or default_port, h.slave, i < my_index)
         for i, h in enumerate(g.hosts)
@@ -246,15 +247,16 @@ def _group_view(
     )
 
 
-def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe) -> NodeConfig:
-    """The node's view of ``cfg``; raise ConfigError listing every problem found."""
+def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe, default_port: int = DEFAULT_PORT) -> NodeConfig:
+    """The node's view of ``cfg``; raise ConfigError listing every problem found. ``default_port`` is the
+    port of hosts the config gives none (``shoal-csync2`` uses csync2's)."""
     node = node.lower()
     errors: list[str] = []
     prefixes = prefix_paths(cfg.prefixes, node)
     defined = {p.name for p in cfg.prefixes}
     groups = []
     for g in cfg.groups:
-        view = _group_view(g, cfg, node, prefixes, defined, key_probe, errors)
+        view = _group_view(g, cfg, node, prefixes, defined, key_probe, errors, default_port)
         if view is not None:
             groups.append(view)
     if not groups:
@@ -268,7 +270,7 @@ def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe) -> NodeConfig:
     me = next(h for g in cfg.groups for h in g.hosts if h.name == node)
     return NodeConfig(
         listen_address=me.address or "0.0.0.0",  # noqa: S104
-        listen_port=me.port or cfg.port or DEFAULT_PORT,
+        listen_port=me.port or cfg.port or default_port,
         node=node,
         groups=tuple(groups),
         prefixes=tuple(sorted(prefixes.items())),
@@ -277,7 +279,7 @@ def resolve(cfg: ConfigSpec, node: str, key_probe: KeyProbe) -> NodeConfig:
         lock_timeout_s=DEFAULT_LOCK_TIMEOUT_S if cfg.lock_timeout_s is None else cfg.lock_timeout_s,
         database=cfg.database,
         tempdir=cfg.tempdir,
-        port=cfg.port or DEFAULT_PORT,
+        port=cfg.port or default_port,
         tls_dir=cfg.tls_dir,
         metrics_listen=cfg.metrics_listen,
         files=cfg.files,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
+from shoal.engine.serving import MAX_PATHS_ASKED
 from shoal.engine.wire import to_record
 from shoal.model.records import Kind, Record
 from shoal.net.transport import Channel, PeerClosed, dial
@@ -89,71 +90,119 @@ class _Reader:
             return msg
 
 
-async def compare_with(replica: Replica, peer: str, path: str | None = None) -> tuple[list[Difference], str | None]:
-    """The differences with ``peer`` (under ``path`` if given); with ``path``, also a unified diff of it."""
-    cfg = replica.cfg
-    info = cfg.peers()[peer]
-    ch = await dial(info.address, info.port, cfg.uses_tls(peer))
-    try:
-        auth = await client_handshake(replica, ch, peer, offer=False)
-        matcher = replica.matcher_for(auth.groups)
-        reader = _Reader(ch)
-        await ch.send(m.IndexRequest(0, 0, everything=True))
+class PeerView:
+    """A read-only session with a peer (``async with``): its records and contents. We offer nothing
+    and apply nothing; the peer changes nothing either."""
+
+    def __init__(self, replica: Replica, peer: str) -> None:
+        self.replica, self.peer = replica, peer
+        self._ch: Channel | None = None
+
+    async def __aenter__(self) -> PeerView:
+        cfg = self.replica.cfg
+        info = cfg.peers()[self.peer]
+        ch = await dial(info.address, info.port, cfg.uses_tls(self.peer), source=self.replica.source_address)
+        try:
+            auth = await client_handshake(self.replica, ch, self.peer, offer=False)
+        except BaseException:
+            await ch.close()
+            raise
+        self._ch, self.matcher, self.reader = ch, self.replica.matcher_for(auth.groups), _Reader(ch)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._ch is not None
+        try:
+            if exc[0] is None:
+                await self._ch.send(m.PullDone(0, [], []))
+                await self._ch.send(m.Bye("done"))
+        finally:
+            await self._ch.close()
+
+    def shared(self, logical: str) -> bool:
+        """Whether both of us manage ``logical`` in a group we share."""
+        real = self.replica.pmap.to_real_safe(logical)
+        return real is not None and self.matcher.is_managed(real)
+
+    async def records(self, paths: list[str] | None = None) -> dict[str, Record]:
+        """The peer's records (tombstones too) of the groups we share: all of them, or of ``paths``."""
+        assert self._ch is not None
+        requests = (
+            [m.IndexRequest(0, 0, everything=True)]
+            if paths is None
+            else [m.IndexRequest(0, 0, paths[i : i + MAX_PATHS_ASKED]) for i in range(0, len(paths), MAX_PATHS_ASKED)]
+        )
         theirs: dict[str, Record] = {}
-        while True:
-            batch = await reader.next()
-            if not isinstance(batch, m.IndexBatch):
-                raise PeerClosed(f"{peer} answered an index request with {type(batch).__name__}")
-            for w in batch.records:
-                rec = to_record(w)
-                if not rec.deleted:
-                    theirs[rec.path] = rec
-            if not batch.more:
-                break
+        for request in requests:
+            await self._ch.send(request)
+            while True:
+                batch = await self.reader.next()
+                if not isinstance(batch, m.IndexBatch):
+                    raise PeerClosed(f"{self.peer} answered an index request with {type(batch).__name__}")
+                for w in batch.records:
+                    rec = to_record(w)
+                    if self.shared(rec.path):
+                        theirs[rec.path] = rec
+                if not batch.more:
+                    break
+        return theirs
 
-        def shared(p: str) -> bool:
-            real = replica.pmap.to_real_safe(p)
-            return real is not None and matcher.is_managed(real)
-
-        ours = {r.path: r for r in await replica.db(lambda db: db.all_records(include_deleted=False)) if shared(r.path)}
-        if path is not None:
-            below = path.rstrip("/") + "/"
-            ours = {p: r for p, r in ours.items() if p == path or p.startswith(below)}
-            theirs = {p: r for p, r in theirs.items() if p == path or p.startswith(below)}
-        diffs = differences(ours, {p: r for p, r in theirs.items() if shared(p)}, cfg.ignore)
-        text = None
-        if path is not None and (path in ours or path in theirs):
-            text = await _content_diff(replica, reader, ch, peer, path, ours.get(path), theirs.get(path))
-        await ch.send(m.PullDone(0, [], []))
-        await ch.send(m.Bye("done"))
-        return diffs, text
-    finally:
-        await ch.close()
-
-
-async def _content_diff(
-    replica: Replica, reader: _Reader, ch: Channel, peer: str, path: str, ours: Record | None, theirs: Record | None
-) -> str:
-    mine = None
-    if ours is not None and ours.kind is Kind.FILE:
-        real = replica.pmap.to_real(path)
-        with open(real, "rb") as f:
-            mine = f.read()
-    elif ours is not None and ours.kind is Kind.SYMLINK:
-        mine = f"-> {ours.target}\n".encode()
-    other = None
-    if theirs is not None and theirs.kind is Kind.FILE:
-        await ch.send(m.ContentRequest(0, path, theirs.hash or b"", []))
+    async def content(self, path: str, rec: Record) -> bytes:
+        """The content of the peer's file ``path`` (version ``rec``)."""
+        assert self._ch is not None
+        await self._ch.send(m.ContentRequest(0, path, rec.hash or b"", []))
         parts: list[bytes] = []
         while True:
-            msg = await reader.next()
+            msg = await self.reader.next()
             if isinstance(msg, m.ContentData):
                 parts.append(msg.data)
             elif isinstance(msg, m.ContentEnd):
                 if msg.error:
-                    raise PeerClosed(f"{peer} could not send {path}: {msg.error}")
-                break
-        other = b"".join(parts)
-    elif theirs is not None and theirs.kind is Kind.SYMLINK:
-        other = f"-> {theirs.target}\n".encode()
-    return unified(path, replica.cfg.node, peer, mine, other)
+                    raise PeerClosed(f"{self.peer} could not send {path}: {msg.error}")
+                return b"".join(parts)
+
+
+def local_content(replica: Replica, rec: Record | None) -> bytes | None:
+    """What a unified diff shows of our side of ``rec``: file bytes, or a symlink's target."""
+    if rec is None or rec.deleted:
+        return None
+    if rec.kind is Kind.FILE:
+        with open(replica.pmap.to_real(rec.path), "rb") as f:
+            return f.read()
+    if rec.kind is Kind.SYMLINK:
+        return f"-> {rec.target}\n".encode()
+    return None
+
+
+async def remote_content(view: PeerView, rec: Record | None) -> bytes | None:
+    if rec is None or rec.deleted:
+        return None
+    if rec.kind is Kind.FILE:
+        return await view.content(rec.path, rec)
+    if rec.kind is Kind.SYMLINK:
+        return f"-> {rec.target}\n".encode()
+    return None
+
+
+def under(path: str | None, records: dict[str, Record]) -> dict[str, Record]:
+    """The records at ``path`` or below it (all when ``path`` is None)."""
+    if path is None:
+        return records
+    below = path.rstrip("/") + "/"
+    return {p: r for p, r in records.items() if p == path or p.startswith(below)}
+
+
+async def compare_with(replica: Replica, peer: str, path: str | None = None) -> tuple[list[Difference], str | None]:
+    """The differences with ``peer`` (under ``path`` if given); with ``path``, also a unified diff of it."""
+    async with PeerView(replica, peer) as view:
+        theirs = {p: r for p, r in (await view.records()).items() if not r.deleted}
+        ours = {
+            r.path: r for r in await replica.db(lambda db: db.all_records(include_deleted=False)) if view.shared(r.path)
+        }
+        ours, theirs = under(path, ours), under(path, theirs)
+        diffs = differences(ours, theirs, replica.cfg.ignore)
+        text = None
+        if path is not None and (path in ours or path in theirs):
+            mine, other = local_content(replica, ours.get(path)), await remote_content(view, theirs.get(path))
+            text = unified(path, replica.cfg.node, peer, mine, other)
+        return diffs, text

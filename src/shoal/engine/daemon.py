@@ -11,8 +11,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.config.resolve import NodeConfig
@@ -31,6 +32,88 @@ from shoal.state.db import StateDB
 log = logging.getLogger(__name__)
 
 GRACE_S = 20.0
+
+
+async def serve_session(replica: Replica, ch: Channel, seen: Callable[[str], None] | None = None) -> None:
+    """One peer connected to us: authenticate it, then exchange until it is done. Failures are logged."""
+    try:
+        auth = await server_handshake(replica, ch)
+        if auth is None:
+            return
+        if seen is not None:
+            seen(auth.peer)
+        report = await Exchange(replica, ch, auth, client=False, pull=True).run()
+        if report.error:
+            log.warning("session with %s ended: %s", auth.peer, report.error)
+        log.info(
+            "session with %s: %d files in, %d out, %d deleted, %d conflicts",
+            auth.peer,
+            report.files_in,
+            report.files_out,
+            report.deleted_in,
+            len(report.conflicts),
+        )
+    except (RemoteProtocolError, PeerClosed, PeerTimeout) as e:
+        log.warning("session with %s failed: %s", ch.peer_address, e)
+    except ShoalError as e:
+        log.warning("session with %s failed: %s", ch.peer_address, e)
+
+
+def _listener(
+    replica: Replica, host: str | None, port: int | None, handle: Callable[[Channel], Awaitable[None]]
+) -> Listener:
+    def allowed(address: str) -> bool:
+        return any(not g.only_from or address_allowed(address, g.only_from) for g in replica.cfg.groups)
+
+    return Listener(
+        host or replica.cfg.listen_address,
+        port or replica.cfg.listen_port,
+        server_context(replica.ident.cert_path, replica.ident.key_path),
+        handle,
+        allowed,
+    )
+
+
+async def serve_one(
+    replica: Replica,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+    ready: asyncio.Event | None = None,
+) -> int:
+    """Serve exactly one connection, then return: the one already accepted on ``sock`` (an inetd or
+    systemd socket-activated start), or the first one accepted on the listen address. No watching,
+    no control socket: several of these may run at once."""
+    done = asyncio.Event()
+
+    async def handle(ch: Channel) -> None:
+        try:
+            await serve_session(replica, ch)
+        finally:
+            done.set()
+
+    listener = _listener(replica, host, port, handle)
+    if sock is None:
+        await listener.start()
+        log.info("serving one connection on %s:%d", listener.host, listener.bound_port)
+    if ready is not None:
+        ready.set()
+    try:
+        if sock is not None:
+            peer = sock.getpeername()
+            address = peer[0] if isinstance(peer, tuple) else "local"
+            if not listener.allowed(address):
+                log.warning("refused connection from %s: not in any group's only-from networks", address)
+                sock.close()
+                return 1
+            await listener.serve_accepted(sock, address)
+        else:
+            await done.wait()
+            await listener.stop_accepting()
+    finally:
+        await listener.close()
+    return 0
 
 
 async def serve(
@@ -59,39 +142,11 @@ async def serve(
         assert task is not None
         sessions.add(task)
         try:
-            auth = await server_handshake(replica, ch)
-            if auth is None:
-                return
-            if live is not None:
-                live.peer_seen(auth.peer)
-            report = await Exchange(replica, ch, auth, client=False, pull=True).run()
-            if report.error:
-                log.warning("session with %s ended: %s", auth.peer, report.error)
-            log.info(
-                "session with %s: %d files in, %d out, %d deleted, %d conflicts",
-                auth.peer,
-                report.files_in,
-                report.files_out,
-                report.deleted_in,
-                len(report.conflicts),
-            )
-        except (RemoteProtocolError, PeerClosed, PeerTimeout) as e:
-            log.warning("session with %s failed: %s", ch.peer_address, e)
-        except ShoalError as e:
-            log.warning("session with %s failed: %s", ch.peer_address, e)
+            await serve_session(replica, ch, live.peer_seen if live is not None else None)
         finally:
             sessions.discard(task)
 
-    def allowed(address: str) -> bool:
-        return any(not g.only_from or address_allowed(address, g.only_from) for g in replica.cfg.groups)
-
-    listener = Listener(
-        host or cfg.listen_address,
-        port or cfg.listen_port,
-        server_context(replica.ident.cert_path, replica.ident.key_path),
-        handle,
-        allowed,
-    )
+    listener = _listener(replica, host, port, handle)
     await listener.start()
     started = time.time()
     live: Live | None = None

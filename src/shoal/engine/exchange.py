@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
+DRAIN_S = 2.0  #: how long a finished session waits for requests it already read
 MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
 KEEPALIVE_S = 15.0  #: a lasting session pokes at least this often
 
@@ -123,6 +124,9 @@ class Exchange:
         finally:
             self.r.sessions.pop(self, None)
             self._requests.put_nowait(None)
+            # Requests already read are still answered or recorded: above all the peer's last Ack, which
+            # arrives just before its PullDone (else our view of what it holds lags by one batch).
+            await asyncio.wait({responder}, timeout=DRAIN_S)
             for t in (reader, responder):
                 t.cancel()
             for t in (reader, responder):

@@ -223,7 +223,7 @@ class Live:
             if info is None:
                 return
             try:
-                ch = await dial(info.address, info.port, cfg.uses_tls(peer))
+                ch = await dial(info.address, info.port, cfg.uses_tls(peer), source=self.r.source_address)
             except (PeerUnreachable, PeerClosed) as e:
                 self._down(h, str(e), time.monotonic())
                 return

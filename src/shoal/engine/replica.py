@@ -89,8 +89,12 @@ class Replica:
     cert_der: bytes
     group_keys: dict[str, bytes]
     pmap: PathMap
+    db_file: str = ""  #: the state database (default: ``state.db`` in the state dir)
+    source_address: str | None = None  #: bind outgoing connections to this local address (csync2 -N)
 
     def __post_init__(self) -> None:
+        if not self.db_file:
+            self.db_file = os.path.join(self.state_dir, DB_NAME)
         self._exec = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._db: StateDB | None = None
         self.chunk_cache = ChunkCache()
@@ -145,12 +149,22 @@ class Replica:
         self.actions = ActionRunner(cfg, self.pmap)
 
     @classmethod
-    async def open(cls, cfg: NodeConfig, state_dir: str) -> Replica:
+    async def open(
+        cls, cfg: NodeConfig, state_dir: str, *, db_file: str = "", source_address: str | None = None
+    ) -> Replica:
         ensure_state_dir(state_dir)
         ident = load_identity(state_dir)
         keys = cls._read_keys(cfg)
         replica = cls(
-            cfg, state_dir, ident, load_private_key(ident), load_cert_der(ident), keys, PathMap(dict(cfg.prefixes))
+            cfg,
+            state_dir,
+            ident,
+            load_private_key(ident),
+            load_cert_der(ident),
+            keys,
+            PathMap(dict(cfg.prefixes)),
+            db_file,
+            source_address,
         )
         await replica.db(lambda _: None)
         return replica
@@ -160,9 +174,7 @@ class Replica:
 
         def call() -> T:
             if self._db is None:
-                self._db = StateDB.open(
-                    os.path.join(self.state_dir, DB_NAME), busy_timeout_s=float(self.cfg.lock_timeout_s)
-                )
+                self._db = StateDB.open(self.db_file, busy_timeout_s=float(self.cfg.lock_timeout_s))
             return fn(self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._exec, call)

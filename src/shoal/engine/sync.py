@@ -64,7 +64,7 @@ async def sync_once(
         peer = cfg.peers()[name]
         for attempt in range(dial_attempts):
             try:
-                ch = await dial(peer.address, peer.port, cfg.uses_tls(name))
+                ch = await dial(peer.address, peer.port, cfg.uses_tls(name), source=replica.source_address)
                 break
             except PeerUnreachable as e:
                 if attempt == dial_attempts - 1:
@@ -101,9 +101,9 @@ async def sync_once(
     return report
 
 
-def scan_first(cfg: NodeConfig, state_dir: str, paths: Sequence[str] | None) -> ScanResult:
+def scan_first(cfg: NodeConfig, state_dir: str, paths: Sequence[str] | None, db_file: str = "") -> ScanResult:
     """Scan before any thread or event loop exists, so that a large tree's walk may be split over two
     processes (fs/walk.py forks only while a single thread runs)."""
     ensure_state_dir(state_dir)
-    with StateDB.open(os.path.join(state_dir, DB_NAME), busy_timeout_s=float(cfg.lock_timeout_s)) as db:
+    with StateDB.open(db_file or os.path.join(state_dir, DB_NAME), busy_timeout_s=float(cfg.lock_timeout_s)) as db:
         return Scanner(db, cfg).scan(list(paths) if paths else None)

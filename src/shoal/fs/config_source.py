@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
-from shoal.config.model import ConfigSpec
+from shoal.config.model import DEFAULT_PORT, ConfigSpec
 from shoal.config.parser import load
 from shoal.config.resolve import KeyFacts, NodeConfig, resolve
 
@@ -54,6 +54,6 @@ def load_config(path: str) -> ConfigSpec:
     return load(path, DiskReader())
 
 
-def load_node_config(path: str, node: str) -> NodeConfig:
+def load_node_config(path: str, node: str, default_port: int = DEFAULT_PORT) -> NodeConfig:
     """Parse ``path`` (with includes and fragments) and apply it to ``node``; ConfigError on any problem."""
-    return resolve(load_config(path), node, probe_key)
+    return resolve(load_config(path), node, probe_key, default_port)

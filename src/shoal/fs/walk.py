@@ -144,6 +144,9 @@ class Walker:
             prefix = d + "/" if d != "/" else "/"
             bprefix = fsencode(prefix)
             lprefix = fsencode(self.pmap.to_logical(d) + "/" if d != "/" else "/")
+            # Outside every prefix (an ancestor of a prefixed root), a child may itself be a prefix's
+            # directory, whose logical name is '%name%': map each child on its own there.
+            unmapped = lprefix == bprefix and bool(self.pmap.prefixes)
             rule = for_children(d)
             batch: list[Candidate] = []
             unchanged = 0
@@ -173,7 +176,7 @@ class Walker:
                     code = codes.get(fmt)
                     if code is None:
                         continue  # sockets and the like are not synchronized
-                    logical = lprefix + name
+                    logical = lprefix + name if not unmapped else fsencode(self.pmap.to_logical(prefix + dec(name)))
                     if seen is not None:
                         seen.append(logical)
                     if pop(logical, None) == sig(

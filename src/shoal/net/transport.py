@@ -110,11 +110,17 @@ class Channel:
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
 
 
-async def dial(host: str, port: int, tls: bool, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Channel:
-    """Connect to a peer. PeerUnreachable when no TCP connection can be made; PeerClosed when the peer
-    accepts and then drops us (an only-from list, a TLS failure): that is a refusal, not an outage."""
+async def dial(
+    host: str, port: int, tls: bool, *, timeout_s: float = CONNECT_TIMEOUT_S, source: str | None = None
+) -> Channel:
+    """Connect to a peer (from local address ``source`` if given). PeerUnreachable when no TCP connection
+    can be made; PeerClosed when the peer accepts and then drops us (an only-from list, a TLS failure):
+    that is a refusal, not an outage."""
+    local = (source, 0) if source else None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 22), timeout_s)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=1 << 22, local_addr=local), timeout_s
+        )
     except (OSError, TimeoutError) as e:
         raise PeerUnreachable(f"cannot connect to {host}:{port}: {e or 'timed out'}") from None
     cert = None
@@ -185,11 +191,15 @@ class Listener:
             # which an accepted socket's does not: without it every request/answer turn waited ~40 ms
             # for a delayed ACK (Nagle).
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(self._serve(conn, addr[0]))
+            task = loop.create_task(self.serve_accepted(conn, addr[0]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: socket.socket, addr: str) -> None:
+    async def serve_accepted(self, conn: socket.socket, addr: str) -> None:
+        """Run the handler on a connection accepted here or elsewhere (inetd passes one on stdin)."""
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):  # not TCP (a unix socket in a test): nothing to tune
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             channel = await self._open(conn, addr)
         except (TimeoutError, OSError, ssl.SSLError) as e:

@@ -59,6 +59,9 @@ _Row = tuple[
 _SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 
 
+_MARK_TABLES = ("hints", "forced")
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     out = []
     for name in os.listdir(_SCHEMA_DIR):
@@ -475,6 +478,48 @@ class StateDB:
             for r in rows.fetchall()
         ]
 
+    # -- hints and forced paths (the csync2 command line) --------------------------------------------
+
+    def add_marks(self, table: str, paths: Iterable[tuple[str, bool]]) -> None:
+        """Add ``(path, recursive)`` rows to ``hints`` or ``forced`` (a recursive row stays recursive)."""
+        assert table in _MARK_TABLES
+        with self._write():
+            self._conn.executemany(
+                f"INSERT INTO {table} (path, recursive) VALUES (?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET recursive = max(recursive, excluded.recursive)",
+                [(_encode_path(p), int(r)) for p, r in paths],
+            )
+
+    def marks(self, table: str) -> list[tuple[str, bool]]:
+        """Every ``(path, recursive)`` row of ``hints`` or ``forced``, by path."""
+        assert table in _MARK_TABLES
+        rows = self._conn.execute(f"SELECT path, recursive FROM {table} ORDER BY path").fetchall()
+        return [(_decode_path(r[0]), bool(r[1])) for r in rows]
+
+    def drop_marks(self, table: str, paths: Iterable[str]) -> None:
+        assert table in _MARK_TABLES
+        with self._write():
+            self._conn.executemany(f"DELETE FROM {table} WHERE path = ?", [(_encode_path(p),) for p in paths])
+
+    def set_unsettled(self, peer: str, rows: Iterable[tuple[str, int]]) -> None:
+        """Remember that ``peer`` refused our versions ``(path, seq)`` as conflicts."""
+        with self._write():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO unsettled (path, peer, seq) VALUES (?, ?, ?)",
+                [(_encode_path(p), peer, seq) for p, seq in rows],
+            )
+
+    def unsettled(self) -> list[tuple[str, str]]:
+        """``(path, peer)`` of refused versions that are still ours; retired rows are dropped."""
+        rows = self._conn.execute(
+            "SELECT u.path, u.peer, u.seq, r.seq FROM unsettled u LEFT JOIN records r ON r.path = u.path"
+        ).fetchall()
+        stale = [(r[0], r[1]) for r in rows if r[3] != r[2]]
+        if stale and not self.readonly:
+            with self._write():
+                self._conn.executemany("DELETE FROM unsettled WHERE path = ? AND peer = ?", stale)
+        return sorted((_decode_path(r[0]), r[1]) for r in rows if r[3] == r[2])
+
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _write(self) -> _WriteTxn:
@@ -577,6 +622,14 @@ def _migrate(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
             f"state database {path} has schema version {current}, newer than this shoal understands "
             f"({latest}); it was written by a newer shoal. Upgrade shoal; the database was not changed."
         )
+    if current == 0:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if tables:  # never add our tables to someone else's database (a csync2 .db3 at the same name)
+            raise StateError(
+                f"{path} is not a shoal state database (it holds tables {', '.join(tables[:5])}"
+                f"{', ...' if len(tables) > 5 else ''}; csync2's own database?); it was not changed. "
+                "Point shoal at another file or directory."
+            )
     pending = [m for m in migrations if m[0] > current]
     if not pending:
         return
