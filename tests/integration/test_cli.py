@@ -140,11 +140,6 @@ def test_newer_database_is_refused(shoal: Shoal, tmp_path: Path) -> None:
     assert r.rc == 1 and "schema version 42, newer than this shoal understands" in r.err
 
 
-def test_csync2_front_end_is_not_there_yet(shoal: Shoal) -> None:
-    r = shoal("-x", prog="shoal-csync2")
-    assert r.rc == 2 and "not implemented yet" in r.err
-
-
 def test_demo(shoal: Shoal) -> None:
     r = shoal("demo", timeout=120)
     assert r.rc == 0, r.out + r.err

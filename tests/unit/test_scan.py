@@ -259,3 +259,15 @@ def test_paths_being_applied_are_left_alone_and_reported(tree: Path, db: StateDB
     busy.clear()
     res = Scanner(db, cfg, busy=busy.__contains__).scan()
     assert res.deleted == 1 and res.busy == []
+
+
+def test_a_scan_from_above_a_prefixed_root_names_the_root_by_its_prefix(tmp_path: Path, db: StateDB) -> None:
+    # Regression: walking down from '/' (csync2 -cr /) stored the prefix's own directory under its real
+    # name, which no peer could map, while its children got '%root%/...'.
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f").write_text("x")
+    text = f"group g {{ host n1 n2; key k; include %root%; }}\nprefix root {{ on n1: {root}; }}\n"
+    cfg = resolve(parse_text(text, "/etc/shoal.cfg"), "n1", probe)
+    Scanner(db, cfg).scan(["/"])
+    assert paths(db) == {"%root%", "%root%/sub", "%root%/sub/f"}

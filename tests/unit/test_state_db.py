@@ -143,3 +143,15 @@ def test_scan_index_under_takes_a_subtree_and_nothing_beside_it(tmp_path: Path) 
         assert {k.decode() for k in db.scan_index_under(["%d%/"])} == {p for p in paths if p.startswith("%d%")}
         assert {k.decode() for k in db.scan_index_under(["/abs", "%e%/a"])} == {"/abs/a", "%e%/a"}
         assert db.scan_index_under(["%d%/nothing"]) == {}
+
+
+def test_names_another_connection_added_are_seen_not_inserted_twice(tmp_path: Path) -> None:
+    # Regression: a daemon's long-open connection cached the node names; a one-shot command beside it
+    # added a peer, and the daemon's next write for that peer failed on the UNIQUE name.
+    path = str(tmp_path / "state.db")
+    with StateDB.open(path) as daemon, StateDB.open(path) as oneshot:
+        assert daemon.watermarks("peer") == (0, 0)
+        oneshot.set_watermarks("peer", 7, 3)
+        assert daemon.watermarks("peer") == (7, 3)
+        daemon.set_pin("peer", "ab" * 32, 1)
+        assert oneshot.pin("peer") == "ab" * 32

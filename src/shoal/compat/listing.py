@@ -93,7 +93,7 @@ def hint_lines(hints: list[tuple[str, bool]]) -> list[str]:
     return [f"{int(rec)}\t{path}" for path, rec in sorted(hints, key=lambda h: order_key(h[0]))]
 
 
-def test_lines(me: str, peer: str, diffs: list[tuple[str, str]]) -> list[str]:
+def difference_lines(me: str, peer: str, diffs: list[tuple[str, str]]) -> list[str]:
     """``-T``: ``X|L|R<TAB>ME<TAB>PEER<TAB>NAME`` per ``(code, name)``."""
     return [f"{code}\t{me}\t{peer}\t{name}" for code, name in sorted(diffs, key=lambda d: order_key(d[1]))]
 

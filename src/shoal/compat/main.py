@@ -22,7 +22,7 @@ from shoal.compat import dirty
 from shoal.compat.argv import Invocation, UsageError, parse
 from shoal.compat.help import HELP
 from shoal.compat.layout import Layout, config_paths, layout
-from shoal.compat.listing import dirty_lines, file_lines, hint_lines, nus_diff, order_key, test_lines
+from shoal.compat.listing import difference_lines, dirty_lines, file_lines, hint_lines, nus_diff, order_key
 from shoal.config.resolve import NodeConfig
 from shoal.errors import IdentityError, ShoalError
 from shoal.model.paths import PathMap
@@ -469,7 +469,7 @@ class Run:
                     out.write(text.encode("utf-8", "surrogateescape"))
                 out.flush()
             else:
-                self._print(test_lines(self.node, peer, [(d.code, d.path) for d in diffs]))
+                self._print(difference_lines(self.node, peer, [(d.code, d.path) for d in diffs]))
             if self.inv.init and diffs:
                 await self._mark_differences(replica, diffs, ours, everything)
         return bool(diffs)

@@ -300,11 +300,14 @@ class Exchange:
         locals_, open_ = await self.r.db(lambda db: (db.get_records(paths), db.conflicts_on(paths)))
         ctxs = {rec.path: self._context(real, rec.path, open_) for rec, real, _, _ in items}
         decisions = {rec.path: reconcile(locals_.get(rec.path), rec, ctxs[rec.path]) for rec, _, _, _ in items}
-        # Paths whose disk no longer matches our record are rescanned first, and decided again.
+        # Paths whose disk no longer matches our record are rescanned first, and decided again: before
+        # a replacement, and before a merge too (storing the peer's vector over an unrecorded local edit
+        # would hide that edit for good).
         stale = {
             rec.path: real
             for rec, real, _, _ in items
-            if decisions[rec.path].action is Action.APPLY and not disk_matches(real, locals_.get(rec.path))
+            if decisions[rec.path].action in (Action.APPLY, Action.MERGE)
+            and not disk_matches(real, locals_.get(rec.path))
         }
         if stale and not self.dry_run:
             stale_reals = list(stale.values())

@@ -120,6 +120,7 @@ class StateDB:
         except (OSError, sqlite3.Error) as e:
             raise StateError(f"cannot open state database {path}: {e}") from None
         try:
+            _refuse_foreign(conn, path)
             conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -547,8 +548,9 @@ class KeptVersion:
 
 class _Interned:
     """A small table that names strings by integer ids (``id INTEGER PRIMARY KEY, <column> TEXT UNIQUE``),
-    cached both ways. An unknown string is inserted (inside the caller's write transaction); an unknown
-    id means another connection added it since we loaded, so the cache is reloaded."""
+    cached both ways. Another connection (a one-shot command beside a daemon) may add rows at any time:
+    a string or id missing from the cache reloads it first; a string still unknown is inserted (inside
+    the caller's write transaction)."""
 
     def __init__(self, conn: sqlite3.Connection, table: str, column: str) -> None:
         self._conn = conn
@@ -566,10 +568,14 @@ class _Interned:
             self._names[row_id] = name
 
     def known(self, name: str) -> int | None:
-        return self._ids.get(name)
+        row_id = self._ids.get(name)
+        if row_id is None:  # another connection (a one-shot command beside the daemon) may have added it
+            self.load()
+            row_id = self._ids.get(name)
+        return row_id
 
     def id_of(self, name: str) -> int:
-        row_id = self._ids.get(name)
+        row_id = self.known(name)
         if row_id is None:
             cur = self._conn.execute(f"INSERT INTO {self._table} ({self._column}) VALUES (?)", (name,))
             row_id = int(cur.lastrowid or 0)
@@ -613,6 +619,19 @@ class _WriteTxn:
         self._db.reload_nodes()
 
 
+def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Never touch someone else's database (csync2's .db3 under the same name): not even its journal mode."""
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) != 0:
+        return
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    if tables:
+        raise StateError(
+            f"{path} is not a shoal state database (it holds tables {', '.join(tables[:5])}"
+            f"{', ...' if len(tables) > 5 else ''}; csync2's own database?); it was not changed. "
+            "Point shoal at another file or directory."
+        )
+
+
 def _migrate(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
     migrations = _migrations()
     latest = migrations[-1][0]
@@ -622,14 +641,6 @@ def _migrate(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
             f"state database {path} has schema version {current}, newer than this shoal understands "
             f"({latest}); it was written by a newer shoal. Upgrade shoal; the database was not changed."
         )
-    if current == 0:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        if tables:  # never add our tables to someone else's database (a csync2 .db3 at the same name)
-            raise StateError(
-                f"{path} is not a shoal state database (it holds tables {', '.join(tables[:5])}"
-                f"{', ...' if len(tables) > 5 else ''}; csync2's own database?); it was not changed. "
-                "Point shoal at another file or directory."
-            )
     pending = [m for m in migrations if m[0] > current]
     if not pending:
         return
