@@ -53,6 +53,10 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | str | None, int]]:
 def test_help_lock_and_keys(pair: CompatCluster) -> None:
     r = pair.run(None)
     assert r.rc == 1 and b"Usage: shoal-csync2" in r.out and b"-TT" in r.out
+    as_csync2 = pair.base / "csync2"  # installed or symlinked under csync2's name, it is the same tool
+    as_csync2.symlink_to(BIN)
+    p = subprocess.run([str(as_csync2)], capture_output=True, env=pair.env, timeout=60, check=False)
+    assert p.returncode == 1 and b"Usage: shoal-csync2" in p.stdout
     r = pair.run(N1, "-x", "-T")
     assert r.rc == 1 and "only one mode" in r.err
     key = pair.base / "new.key"
