@@ -126,6 +126,10 @@ def test_status_json(cluster: Cluster) -> None:
     live(cluster, "alpha")
     s = status(cluster, "alpha")
     assert s["node"] == "alpha" and set(s["lag"]) == {"beta", "gamma"}  # type: ignore[arg-type]
+    (cluster.nodes["alpha"].data / "unsent").write_text("beta and gamma are down\n")
+    eventually(lambda: status(cluster, "alpha")["lag"]["beta"] >= 1, what="a change beta lacks")  # type: ignore[index]
+    s = status(cluster, "alpha")
+    assert 0 <= s["lag_seconds"]["beta"] < 60  # type: ignore[index]
     d = s["daemon"]
     assert isinstance(d, dict)
     for key in ("pid", "listening", "watching", "watches", "queue", "events", "overflows", "peers", "last_full_scan"):

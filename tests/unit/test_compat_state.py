@@ -153,3 +153,14 @@ def test_hint_marks_stay_recursive_once_recursive(db: StateDB) -> None:
     assert db.marks("hints") == [("/srv/a", True), ("/srv/b", False)]
     db.drop_marks("hints", ["/srv/a"])
     assert db.marks("hints") == [("/srv/b", False)]
+
+
+def test_pending_view_dates_the_oldest_change_a_peer_lacks(db: StateDB) -> None:
+    from shoal.engine.pending import pending_view
+
+    cfg = cfg_for(CFG)
+    db.apply_scan([f("/srv/old", "n1", 1_000), f("/srv/new", "n1", 2_000)])
+    db.set_watermarks("n3", db.last_seq(), 0)
+    view = pending_view(db, cfg)
+    assert view.oldest_s == {"n2": 1_000, "n3": None}
+    assert view.lag_seconds("n2", 1_500) == 500 and view.lag_seconds("n3", 1_500) == 0

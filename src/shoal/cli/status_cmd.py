@@ -42,10 +42,13 @@ def status(app: AppContext, as_json: bool) -> int:
     except StateError:  # nothing recorded yet: every peer lacks nothing we know of
         view = PendingView(cfg.node, {p: [] for p in sorted(cfg.peers())}, [])
     lag = {peer: len(paths) for peer, paths in view.peers.items()}
+    now = time.time()
+    lag_s = {peer: round(view.lag_seconds(peer, now), 1) for peer in view.peers}
     data = {
         "node": cfg.node,
         "daemon": daemon,
         "lag": lag,
+        "lag_seconds": lag_s,
         "fingerprints": pins,
         "conflicts": [{"path": c.path, "peer": c.peer, "detected_ns": c.detected_ns} for c in view.conflicts],
     }
@@ -76,6 +79,8 @@ def status(app: AppContext, as_json: bool) -> int:
         h = (daemon or {}).get("peers", {}).get(peer)
         fp = pins.get(peer)
         line = f"  {peer} [{fp[:16] + '...' if fp else 'not pinned yet'}]: {lag[peer]} change(s) not taken yet"
+        if lag[peer]:
+            line += f" (oldest made {_ago(now - lag_s[peer])})"
         if h is not None:
             state = "DOWN" if h["down"] else "ok"
             line += f"; {state}, last success {_ago(h['last_ok'])}, sent {h['files_out']} / received {h['files_in']}"
