@@ -298,6 +298,7 @@ def test_iii_serves_one_connection_and_inetd_mode(pair: CompatCluster) -> None:
     # inetd: the connection arrives on stdin/stdout
     (d1 / "two").write_text("2\n")
     with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the -iii run's port may be in TIME_WAIT
         listener.bind((N2, pair.port))
         listener.listen(1)
         client = subprocess.Popen(

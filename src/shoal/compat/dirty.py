@@ -19,29 +19,19 @@ import time
 from dataclasses import replace
 
 from shoal.config.resolve import NodeConfig
+from shoal.engine.pending import peer_matchers, unacked
 from shoal.engine.wire import record_from_bytes
-from shoal.model.paths import PathMap
-from shoal.model.patterns import Matcher
+from shoal.model.paths import PathMap, is_within
 from shoal.model.records import Record, Vector, bump, merge
 from shoal.state.db import StateDB
-
-PAGE = 10_000
 
 
 def _now_s() -> int:
     return time.time_ns() // 1_000_000_000
 
 
-def shared_matchers(cfg: NodeConfig) -> dict[str, Matcher]:
-    """Per peer: the matcher of the groups this node shares with it."""
-    return {
-        peer: Matcher([(g.name, g.rules) for g in cfg.groups if any(p.name == peer for p in g.peers)])
-        for peer in sorted(cfg.peers())
-    }
-
-
 def under(path: str, recursive: bool, candidate: str) -> bool:
-    return candidate == path or (recursive and candidate.startswith(path.rstrip("/") + "/"))
+    return candidate == path or (recursive and is_within(candidate, path))
 
 
 def forced_paths(db: StateDB) -> list[tuple[str, bool]]:
@@ -57,19 +47,9 @@ def dirty_rows(db: StateDB, cfg: NodeConfig, peers: list[str] | None = None) -> 
     pmap = PathMap(dict(cfg.prefixes))
     forced = forced_paths(db)
     rows: set[tuple[str, str]] = set()
-    for peer, matcher in shared_matchers(cfg).items():
-        if peers is not None and peer not in peers:
-            continue
-        since, _ = db.watermarks(peer)
-        while True:
-            page = db.records_since(since, PAGE)
-            for rec in page:
-                real = pmap.to_real_safe(rec.path)
-                if rec.origin is None and real is not None and matcher.is_managed(real):
-                    rows.add((peer, rec.path))
-            if len(page) < PAGE:
-                break
-            since = page[-1].seq
+    for peer, matcher in peer_matchers(cfg).items():
+        if peers is None or peer in peers:
+            rows.update((peer, rec.path) for rec in unacked(db, pmap, peer, matcher) if rec.origin is None)
     for path, peer in db.unsettled():
         if peers is None or peer in peers:
             rows.add((peer, path))

@@ -24,6 +24,7 @@ from shoal.compat.help import HELP
 from shoal.compat.layout import Layout, config_paths, layout
 from shoal.compat.listing import difference_lines, dirty_lines, file_lines, hint_lines, nus_diff, order_key
 from shoal.config.resolve import NodeConfig
+from shoal.engine.pending import peer_matchers
 from shoal.errors import IdentityError, ShoalError
 from shoal.model.paths import PathMap
 from shoal.model.records import Record, Vector
@@ -142,6 +143,7 @@ class Run:
         self.layout: Layout = layout(env, self.node, inv.config_name, inv.database, full.database)
         self.pmap = PathMap(dict(full.prefixes))
         self.errors = Errors()
+        self._prepared = False
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -150,14 +152,12 @@ class Run:
         result: int = handler()
         return result
 
-    def open_db(self, *, readonly: bool = False) -> StateDB:
+    def open_db(self) -> StateDB:
+        """The node's database, made (and migrated) if need be: a listing on a fresh node lists nothing."""
         from shoal.state.db import StateDB
 
-        if readonly and not os.path.exists(self.layout.db_file):
-            self._prepare()  # an empty database: a listing of nothing, not an error
-        if not readonly:
-            self._prepare()
-        return StateDB.open(self.layout.db_file, readonly=readonly, busy_timeout_s=float(self.full.lock_timeout_s))
+        self._prepare()
+        return StateDB.open(self.layout.db_file, busy_timeout_s=float(self.full.lock_timeout_s))
 
     def _prepare(self) -> None:
         """The state directory, the node's key and certificate (made on first use: csync2 has no init
@@ -165,6 +165,9 @@ class Run:
         from shoal.net.identity import create_identity, load_identity
         from shoal.state.db import ensure_state_dir
 
+        if self._prepared:
+            return
+        self._prepared = True
         os.makedirs(os.path.dirname(self.layout.db_file), exist_ok=True)
         ensure_state_dir(self.layout.state_dir)
         try:
@@ -177,7 +180,7 @@ class Run:
             StateDB.open(self.layout.db_file).close()
 
     def real_paths(self, args: Sequence[str]) -> list[str]:
-        return [os.path.abspath(a) if a != "/" else "/" for a in args]
+        return [os.path.abspath(a) for a in args]
 
     def logical(self, real: str) -> str:
         return self.pmap.to_logical(real)
@@ -369,15 +372,15 @@ class Run:
         return 0 if lines else 2
 
     def mode_list_hints(self) -> int:
-        with self.open_db(readonly=True) as db:
+        with self.open_db() as db:
             return self._print(hint_lines(db.marks("hints")))
 
     def mode_list_files(self) -> int:
-        with self.open_db(readonly=True) as db:
+        with self.open_db() as db:
             return self._print(file_lines(db.all_records(include_deleted=False), self.full.ignore))
 
     def mode_list_dirty(self) -> int:
-        with self.open_db() as db:  # writes: retired conflict rows are dropped
+        with self.open_db() as db:
             return self._print(dirty_lines(self.node, dirty.dirty_rows(db, self.cfg)))
 
     def mode_list_pair(self) -> int:
@@ -386,8 +389,8 @@ class Run:
             raise ShoalError(f"-S {me} {peer}: this node is {self.node}")
         if peer not in self.cfg.peers():
             raise ShoalError(f"-S {me} {peer}: {peer} is not a peer of this node")
-        matcher = dirty.shared_matchers(self.cfg)[peer]
-        with self.open_db(readonly=True) as db:
+        matcher = peer_matchers(self.cfg)[peer]
+        with self.open_db() as db:
             recs = [
                 r
                 for r in db.all_records(include_deleted=False)

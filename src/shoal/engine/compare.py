@@ -19,6 +19,7 @@ from shoal.engine.handshake import client_handshake
 from shoal.engine.replica import Replica
 from shoal.engine.serving import MAX_PATHS_ASKED
 from shoal.engine.wire import to_record
+from shoal.model.paths import is_within
 from shoal.model.records import Kind, Record
 from shoal.net.transport import Channel, PeerClosed, dial
 from shoal.proto import messages as m
@@ -188,8 +189,7 @@ def under(path: str | None, records: dict[str, Record]) -> dict[str, Record]:
     """The records at ``path`` or below it (all when ``path`` is None)."""
     if path is None:
         return records
-    below = path.rstrip("/") + "/"
-    return {p: r for p, r in records.items() if p == path or p.startswith(below)}
+    return {p: r for p, r in records.items() if is_within(p, path)}
 
 
 async def compare_with(replica: Replica, peer: str, path: str | None = None) -> tuple[list[Difference], str | None]:

@@ -503,23 +503,23 @@ class StateDB:
             self._conn.executemany(f"DELETE FROM {table} WHERE path = ?", [(_encode_path(p),) for p in paths])
 
     def set_unsettled(self, peer: str, rows: Iterable[tuple[str, int]]) -> None:
-        """Remember that ``peer`` refused our versions ``(path, seq)`` as conflicts."""
+        """Remember that ``peer`` refused our versions ``(path, seq)`` as conflicts; forget refusals of
+        versions we no longer hold."""
         with self._write():
+            self._conn.execute(
+                "DELETE FROM unsettled WHERE seq IS NOT (SELECT r.seq FROM records r WHERE r.path = unsettled.path)"
+            )
             self._conn.executemany(
                 "INSERT OR REPLACE INTO unsettled (path, peer, seq) VALUES (?, ?, ?)",
                 [(_encode_path(p), peer, seq) for p, seq in rows],
             )
 
     def unsettled(self) -> list[tuple[str, str]]:
-        """``(path, peer)`` of refused versions that are still ours; retired rows are dropped."""
+        """``(path, peer)`` of refused versions that are still ours (a newer record retires a refusal)."""
         rows = self._conn.execute(
-            "SELECT u.path, u.peer, u.seq, r.seq FROM unsettled u LEFT JOIN records r ON r.path = u.path"
+            "SELECT u.path, u.peer FROM unsettled u JOIN records r ON r.path = u.path AND r.seq = u.seq"
         ).fetchall()
-        stale = [(r[0], r[1]) for r in rows if r[3] != r[2]]
-        if stale and not self.readonly:
-            with self._write():
-                self._conn.executemany("DELETE FROM unsettled WHERE path = ? AND peer = ?", stale)
-        return sorted((_decode_path(r[0]), r[1]) for r in rows if r[3] == r[2])
+        return sorted((_decode_path(r[0]), r[1]) for r in rows)
 
     # -- plumbing ------------------------------------------------------------------------------------
 
