@@ -33,10 +33,10 @@ text = st.one_of(
 lower = text.map(str.lower).filter(bool)
 pattern = text.filter(lambda s: not s.endswith("/"))
 abs_path = st.text(_chars, min_size=1, max_size=10).map(lambda s: "/" + s.strip("/")).filter(lambda s: s != "/")
-address = (
-    st.text(st.characters(blacklist_characters='"[]', blacklist_categories=("Cs",)), min_size=1, max_size=10)
-    .map(str.lower)
-    .filter(bool)
+# What the parser accepts after '@': an IPv4 or IPv6 address, or a host name.
+address = st.one_of(
+    st.ip_addresses().map(str),
+    st.from_regex(r"\A[a-z0-9_]([a-z0-9_.-]{0,8}[a-z0-9_.])?\Z"),
 )
 network = st.builds(
     lambda a, n: str(ipaddress.ip_network(f"{a}/{n}", strict=False)), st.ip_addresses(v=4), st.integers(0, 32)

@@ -31,6 +31,9 @@ BROKEN = [
     ("group g { host a@; }", "shoal.cfg:1:18: expected an address after 'a@', found ';'"),
     ("group g { host a@b:0; }", "shoal.cfg:1:18: expected a port from 1 to 65535 in 'b:0'"),
     ("group g { host a@b:99999; }", "shoal.cfg:1:18: expected a port from 1 to 65535 in 'b:99999'"),
+    # found by fuzzing: taken for a bare IPv6 address, then rendered as one that did not parse
+    ("group g { host a@*::1]:1; }", "shoal.cfg:1:18: expected an IP address or a host name, found '*::1]:1'"),
+    ("group g { host a@-x; }", "shoal.cfg:1:18: expected an IP address or a host name, found '-x'"),
     ("group g { host a@[::1; }", "shoal.cfg:1:18: expected [IPv6] or [IPv6]:PORT, found '[::1'"),
     ("group g { include; }", "shoal.cfg:1:18: expected a pattern after 'include', found ';'"),
     (
@@ -124,3 +127,9 @@ def test_broken_config_message(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_text(text, "shoal.cfg")
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("address", ["web_1.example.", "fe80::1%eth0", "10.0.0.1", "[::1]:30866", "db-2:30866"])
+def test_addresses_that_are_accepted(address: str) -> None:
+    spec = parse_text(f"group g {{ host a@{address}; }}", "shoal.cfg")
+    assert spec.groups[0].hosts[0].address == address.split("]", maxsplit=1)[0].strip("[").removesuffix(":30866")

@@ -118,6 +118,7 @@ def test_frames_split_anywhere() -> None:
     [
         b"",
         b"\xc1",
+        b"\x81\xa4type\xa1\xff",  # a tag that is not UTF-8 (msgspec raised UnicodeDecodeError; found by fuzzing)
         msgspec.msgpack.encode({"type": "exec", "cmd": "rm -rf /"}),
         msgspec.msgpack.encode({"type": "hello", "version": "one"}),
         msgspec.msgpack.encode(["not", "a", "map"]),

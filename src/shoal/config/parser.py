@@ -30,6 +30,7 @@ as patterns keep their meaning.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -595,6 +596,18 @@ def _strip_slashes(pattern: str) -> str:
     return pattern.rstrip("/") or "/"
 
 
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$")
+
+
+def _is_address(text: str) -> bool:
+    """An IPv4 or IPv6 address (with an optional %zone) or a DNS host name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return ":" not in text and _HOSTNAME.match(text) is not None
+    return True
+
+
 def _split_address(tok: Token, default_port: int | None) -> tuple[str, int | None]:
     """``addr``, ``addr:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address."""
     text = tok.text
@@ -609,6 +622,8 @@ def _split_address(tok: Token, default_port: int | None) -> tuple[str, int | Non
         host, port_text = text.split(":")
     if not host:
         raise _fail(tok, f"expected an address, found {tok.describe()}")
+    if not _is_address(host):
+        raise _fail(tok, f"expected an IP address or a host name, found {tok.describe()}")
     if port_text is None:
         return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:

@@ -164,3 +164,5 @@ def decode(payload: bytes) -> Message:
         return _decoder.decode(payload)
     except msgspec.DecodeError as e:  # ValidationError is a subclass
         raise RemoteProtocolError(f"undecodable message: {e}") from None
+    except UnicodeDecodeError as e:  # msgspec lets this through for a tag that is not UTF-8 (fuzzing found it)
+        raise RemoteProtocolError(f"undecodable message: a string is not UTF-8 ({e.reason})") from None
