@@ -98,6 +98,10 @@ class Exchange:
         self._poked = asyncio.Event()  # the peer has records we may not have
         self.local_changed = asyncio.Event()  # we have records the peer may not have: poke it
         self._peer_upto = 0
+        # What we asked for and not yet fully received: anything else of those kinds is a protocol error
+        # (a peer may not push pages or content at us, so our queues only ever hold answers).
+        self._index_asked = 0  # index requests whose last page (more=False) has not arrived
+        self._content_asked = 0  # content requests whose ContentEnd has not arrived
 
     # -- session lifecycle ---------------------------------------------------------------------------
 
@@ -188,8 +192,14 @@ class Exchange:
             while True:
                 msg = await self.ch.recv()
                 if isinstance(msg, m.IndexBatch):
+                    if self._index_asked == 0:
+                        raise RemoteProtocolError(f"{self.auth.peer} sent an index page nobody asked for")
+                    self._index_asked -= not msg.more
                     self._index_q.put_nowait(msg)
                 elif isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd):
+                    if self._content_asked == 0:
+                        raise RemoteProtocolError(f"{self.auth.peer} sent content nobody asked for")
+                    self._content_asked -= isinstance(msg, m.ContentEnd)
                     self._content_q.put_nowait(msg)
                 elif isinstance(msg, m.PullDone):
                     self.report.peer_applied = msg.applied
@@ -240,6 +250,7 @@ class Exchange:
         if any(g.slave for g in self.r.cfg.groups if g.name in self.auth.groups):
             await self._slave_catch_up()
         since = (await self.r.db(lambda db: db.watermarks(peer)))[1]
+        self._index_asked += 1
         await self.ch.send(m.IndexRequest(since, INLINE_MAX))
         held = False  # a record could not be applied: do not move the watermark past it
         while True:
@@ -273,6 +284,7 @@ class Exchange:
         own = await self.r.db(lambda db: db.paths_changed_by(me))
         own = [p for p in own if (real := self.r.pmap.to_real_safe(p)) is not None and self.matcher.is_managed(real)]
         for i in range(0, len(own), MAX_PATHS_ASKED):
+            self._index_asked += 1
             await self.ch.send(m.IndexRequest(0, INLINE_MAX, own[i : i + MAX_PATHS_ASKED]))
             batch = await self._next(self._index_q)
             if not isinstance(batch, m.IndexBatch) or batch.more:
@@ -645,6 +657,7 @@ class Exchange:
                 base = await asyncio.to_thread(_open_base, real, stored)
             bases[i] = base
             have = list(base[1]) if base is not None else []
+            self._content_asked += 1
             await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have))
         out: list[Staged] = []
         try:
@@ -665,6 +678,9 @@ class Exchange:
                         error = error or msg.error
                         break
                     if writer is None or error is not None:
+                        continue
+                    if offset + _content_length(msg) > rec.size_bytes:  # the hash check would come too late
+                        error = f"the peer sent more than the record's {rec.size_bytes} bytes"
                         continue
                     try:
                         if isinstance(msg, m.ContentData):
@@ -702,6 +718,10 @@ class Exchange:
                 if base is not None:
                     os.close(base[0])
         return out
+
+
+def _content_length(msg: m.ContentData | m.ContentCopy) -> int:
+    return len(msg.data) if isinstance(msg, m.ContentData) else sum(length for _, length in msg.refs)
 
 
 def _open_base(

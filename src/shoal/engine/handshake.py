@@ -8,14 +8,16 @@ peer, its address and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from shoal.engine.replica import Replica
 from shoal.errors import AuthError
-from shoal.net.transport import Channel, address_allowed
+from shoal.net.transport import Channel, PeerTimeout, address_allowed
 from shoal.proto import auth
 from shoal.proto import messages as m
 from shoal.proto.errors import RemoteProtocolError
@@ -88,7 +90,7 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
     hello = await ch.recv(HANDSHAKE_TIMEOUT_S)
     if isinstance(hello, m.Refused):
         raise AuthError(f"{peer} refused us: {hello.reason}")
-    assert isinstance(hello, m.Hello)
+    hello = _expect(hello, m.Hello, peer)
     their_fp = auth.fingerprint(hello.cert)
     if hello.node != peer:
         raise AuthError(f"{ch.peer_address} answered as '{hello.node}', expected '{peer}'")
@@ -108,7 +110,7 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
     proof = await ch.recv(HANDSHAKE_TIMEOUT_S)
     if isinstance(proof, m.Refused):
         raise AuthError(f"{peer} refused us: {proof.reason}")
-    assert isinstance(proof, m.Proof)
+    proof = _expect(proof, m.Proof, peer)
     try:
         auth.verify(hello.cert, proof.signature, data, "server")
     except RemoteProtocolError as e:
@@ -125,14 +127,31 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
 
 
 async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | None:
-    """Authenticate the peer that connected; None (after telling it why and logging it) if refused."""
+    """Authenticate the peer that connected; None (after telling it why and logging it) if refused.
+    The whole handshake has HANDSHAKE_TIMEOUT_S, however slowly the peer trickles its bytes in."""
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            return await _server_handshake(replica, ch)
+    except TimeoutError:
+        raise PeerTimeout(f"{ch.peer_address} did not finish the handshake within {HANDSHAKE_TIMEOUT_S:.0f}s") from None
 
+
+_M = TypeVar("_M", bound=m.Message)
+
+
+def _expect(msg: m.Message, kind: type[_M], who: str) -> _M:
+    """The state machine lets only ``kind`` or Bye through here: a Bye ends the handshake."""
+    if not isinstance(msg, kind):
+        raise RemoteProtocolError(f"{who} ended the handshake with {type(msg).__name__} instead of {kind.__name__}")
+    return msg
+
+
+async def _server_handshake(replica: Replica, ch: Channel) -> Authenticated | None:
     async def refuse(reason: str, detail: str) -> None:
         log.warning("refused %s: %s", detail, reason)
         await ch.send(m.Refused(reason))
 
-    hello = await ch.recv(HANDSHAKE_TIMEOUT_S)
-    assert isinstance(hello, m.Hello)
+    hello = _expect(await ch.recv(HANDSHAKE_TIMEOUT_S), m.Hello, ch.peer_address)
     peer = hello.node
     who = f"{peer} at {ch.peer_address}"
     if hello.version != m.PROTOCOL_VERSION:
@@ -160,8 +179,7 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
     nonce = secrets.token_bytes(32)
     db_id = await replica.db(lambda db: db.db_id())
     await ch.send(m.Hello(m.PROTOCOL_VERSION, replica.cfg.node, nonce, replica.cert_der, groups, db_id, True))
-    proof = await ch.recv(HANDSHAKE_TIMEOUT_S)
-    assert isinstance(proof, m.Proof)
+    proof = _expect(await ch.recv(HANDSHAKE_TIMEOUT_S), m.Proof, who)
     my_fp = auth.fingerprint(replica.cert_der)
     data = auth.transcript(hello.nonce, nonce, their_fp, my_fp, groups)
     try:

@@ -16,13 +16,14 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from shoal.errors import ShoalError
 from shoal.proto import messages as m
 from shoal.proto.errors import RemoteProtocolError
-from shoal.proto.session import Connection, Role
+from shoal.proto.session import Connection, Role, State
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Channel:
         self._drain_lock = asyncio.Lock()
 
     async def send(self, msg: m.Message) -> None:
+        if self.conn.state is State.CLOSED:  # the peer said Bye first
+            raise PeerClosed(f"{self.peer_address} ended the session")
         data = self.conn.send(msg)
         self.bytes_out += len(data)
         self.writer.write(data)
@@ -149,6 +152,20 @@ def address_allowed(address: str, networks: Sequence[str]) -> bool:
 Handler = Callable[[Channel], Awaitable[None]]
 
 
+MAX_UNAUTHENTICATED_PER_ADDRESS = 8  #: connections from one address still in TLS or the handshake
+MAX_UNAUTHENTICATED = 64  #: the same, from all addresses together
+
+
+@dataclass
+class _Accepted:
+    address: str
+    channel: Channel | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.channel is not None and self.channel.conn.state in (State.OPEN, State.CLOSED)
+
+
 class Listener:
     """Accepts peers on one address; hands each channel to ``handler`` in a task of its own."""
 
@@ -162,6 +179,9 @@ class Listener:
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], _Accepted] = {}
+        self._last_warned: dict[str, float] = {}  # address -> when its last 'too many' line was logged
+        self._unwarned: dict[str, int] = {}  # address -> refusals since then (not logged one by one)
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -191,11 +211,42 @@ class Listener:
             # which an accepted socket's does not: without it every request/answer turn waited ~40 ms
             # for a delayed ACK (Nagle).
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(self.serve_accepted(conn, addr[0]))
+            if not self._admit(addr[0]):
+                conn.close()
+                continue
+            accepted = _Accepted(addr[0])
+            task = loop.create_task(self.serve_accepted(conn, addr[0], accepted))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._conns[task] = accepted
+            task.add_done_callback(self._forget)
 
-    async def serve_accepted(self, conn: socket.socket, addr: str) -> None:
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._conns.pop(task, None)
+
+    def _admit(self, address: str) -> bool:
+        """Whether one more connection from ``address`` may start a handshake. Connections that have
+        not authenticated yet are capped per address and in all, so that a flood of idle or trickling
+        connections cannot crowd out real peers (each one is dropped after the handshake timeout)."""
+        waiting = [a.address for a in self._conns.values() if not a.authenticated]
+        mine = sum(1 for a in waiting if a == address)
+        if mine < MAX_UNAUTHENTICATED_PER_ADDRESS and len(waiting) < MAX_UNAUTHENTICATED:
+            return True
+        now = time.monotonic()
+        self._unwarned[address] = self._unwarned.get(address, 0) + 1
+        if now - self._last_warned.get(address, -1e9) >= 60:
+            log.warning(
+                "refused connection from %s: too many connections still in their handshake (%d from this "
+                "address, %d in all); %d refused since the last such line",
+                address,
+                mine,
+                len(waiting),
+                self._unwarned.pop(address),
+            )
+            self._last_warned[address] = now
+        return False
+
+    async def serve_accepted(self, conn: socket.socket, addr: str, accepted: _Accepted | None = None) -> None:
         """Run the handler on a connection accepted here or elsewhere (inetd passes one on stdin)."""
         conn.setblocking(False)
         with contextlib.suppress(OSError):  # not TCP (a unix socket in a test): nothing to tune
@@ -209,6 +260,8 @@ class Listener:
         if channel is None:
             conn.close()
             return
+        if accepted is not None:
+            accepted.channel = channel
         try:
             await self.handler(channel)
         finally:

@@ -24,6 +24,8 @@ from shoal.proto import messages as m
 from shoal.proto.errors import LocalProtocolError, RemoteProtocolError
 from shoal.proto.frames import MAX_FRAME, FrameDecoder, frame
 
+HANDSHAKE_FRAME_LIMIT = 64 << 10  #: a Hello carries a certificate and group names; nothing more is needed
+
 
 class Role(enum.Enum):
     CLIENT = "client"
@@ -88,7 +90,8 @@ class Connection:
     def __init__(self, role: Role, frame_limit: int = MAX_FRAME) -> None:
         self.role = role
         self.state = State.START
-        self._decoder = FrameDecoder(frame_limit)
+        # Until the session opens, a peer nobody has authenticated yet may send only small frames.
+        self._decoder = FrameDecoder(min(frame_limit, HANDSHAKE_FRAME_LIMIT))
         self.frame_limit = frame_limit
 
     def _move(self, who: str, msg: m.Message) -> None:
@@ -99,6 +102,8 @@ class Connection:
                 raise LocalProtocolError(f"cannot send {what}")
             raise RemoteProtocolError(f"unexpected {what}")
         self.state = nxt
+        if nxt is State.OPEN:
+            self._decoder.limit = self.frame_limit
 
     def send(self, msg: m.Message) -> bytes:
         self._move(ME, msg)
