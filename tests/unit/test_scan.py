@@ -271,3 +271,23 @@ def test_a_scan_from_above_a_prefixed_root_names_the_root_by_its_prefix(tmp_path
     cfg = resolve(parse_text(text, "/etc/shoal.cfg"), "n1", probe)
     Scanner(db, cfg).scan(["/"])
     assert paths(db) == {"%root%", "%root%/sub", "%root%/sub/f"}
+
+
+def test_temp_files_of_dead_writers_are_removed_at_once(tmp_path: Path) -> None:
+    import subprocess
+
+    from shoal.fs.apply import TMP_PREFIX, temp_name
+    from shoal.fs.scan import _remove_stale
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid names no running process now
+    mine = tmp_path / temp_name()
+    gone = tmp_path / f"{TMP_PREFIX}{dead.pid}.abcdef"
+    legacy = tmp_path / f"{TMP_PREFIX}0123456789ab"  # no pid: only its age counts
+    old_legacy = tmp_path / f"{TMP_PREFIX}ba9876543210"
+    for p in (mine, gone, legacy, old_legacy):
+        p.write_bytes(b"partial")
+    os.utime(old_legacy, (1, 1))
+    _remove_stale([str(p) for p in (mine, gone, legacy, old_legacy)])
+    assert mine.exists() and legacy.exists()
+    assert not gone.exists() and not old_legacy.exists()

@@ -1,6 +1,7 @@
 """``shoal status [--json]``: the running daemon's view (peers, watches, queue), plus what the database
 knows (changes each peer has not taken, open conflicts). Without a daemon it says so and shows the
-database part. Exit 0 when healthy, 1 when no daemon runs, a peer is down or a conflict is open."""
+database part. Exit 0 when healthy, 1 when no daemon runs, a peer is down, a conflict is open or a peer's
+changes could not be applied here (a full disk, say)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def status(app: AppContext, as_json: bool) -> int:
         "conflicts": [{"path": c.path, "peer": c.peer, "detected_ns": c.detected_ns} for c in view.conflicts],
     }
     peers_down = [p for p, h in (daemon or {}).get("peers", {}).items() if h.get("down")]
-    healthy = daemon is not None and not peers_down and not view.conflicts
+    not_applied = [p for p, h in (daemon or {}).get("peers", {}).items() if h.get("apply_problems")]
+    healthy = daemon is not None and not peers_down and not view.conflicts and not not_applied
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False))
         return 0 if healthy else 1
@@ -87,6 +89,8 @@ def status(app: AppContext, as_json: bool) -> int:
             if h["last_error"]:
                 line += f"; last error: {h['last_error']}"
         click.echo(line)
+        for problem in (h or {}).get("apply_problems", []):
+            click.echo(f"    not applied (retried): {problem}")
     for c in view.conflicts:
         click.echo(f"  conflict: {c.path} with {c.peer} (see 'shoal conflicts')")
     return 0 if healthy else 1

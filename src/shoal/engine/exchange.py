@@ -34,7 +34,7 @@ from shoal.engine.reports import SessionReport
 from shoal.engine.resolution import settled_conflicts
 from shoal.engine.serving import Responder
 from shoal.engine.wire import record_bytes, to_record
-from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, disk_matches
+from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, discard, disk_matches
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
 from shoal.model.reconcile import Action, Context, Decision, reconcile, stored_vector
@@ -51,6 +51,7 @@ INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
 DRAIN_S = 2.0  #: how long a finished session waits for requests it already read
 MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
+MAX_PROBLEMS_SHOWN = 5  #: per peer, in 'shoal status'
 KEEPALIVE_S = 15.0  #: a lasting session pokes at least this often
 
 
@@ -102,6 +103,7 @@ class Exchange:
         # (a peer may not push pages or content at us, so our queues only ever hold answers).
         self._index_asked = 0  # index requests whose last page (more=False) has not arrived
         self._content_asked = 0  # content requests whose ContentEnd has not arrived
+        self._aborted: list[str] = []  # paths whose temp file was removed: their directory's time is restored
 
     # -- session lifecycle ---------------------------------------------------------------------------
 
@@ -272,6 +274,7 @@ class Exchange:
                     held = True
                     await self.r.db(_set_received(peer, failed_seq - 1))
                 elif not held:
+                    self.r.apply_problems.pop(peer, None)
                     await self.r.db(_set_received(peer, batch.upto))
                     await self.ch.send(m.Ack(batch.upto))
             if not batch.more:
@@ -520,6 +523,14 @@ class Exchange:
             for i in range(0, len(wanted), MAX_IN_FLIGHT):
                 staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
             stored = await asyncio.to_thread(finish_work)
+        except BaseException:
+            # The session ended midway (or the daemon stops): what was received whole but not yet
+            # renamed into place goes, and the directories get their recorded times back.
+            for st in staged:
+                discard(st)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._restore_parent_times([rec.path for rec, *_ in items]))
+            raise
         finally:
             tree.close()
         now = time.time_ns()
@@ -544,8 +555,9 @@ class Exchange:
             self.r.notify_changed(exclude=self)  # our other peers may want what this one sent
         self.r.actions.changed([rec.path for rec, _, _ in applied], local=False)
         await self._revive_parents([rec.path for rec, _, _ in applied if not rec.deleted])
-        if to_store:
-            await self._restore_parent_times([rec.path for rec, _, _ in to_store])
+        if to_store or self._aborted:  # (an aborted temp file changed its directory's mtime too)
+            await self._restore_parent_times([rec.path for rec, _, _ in to_store] + self._aborted)
+            self._aborted.clear()
         for rec, _ in conflicts:
             self.report.conflicts.append(rec.path)
             log.warning("conflict on %s: changed both here and on %s; both versions kept", rec.path, peer)
@@ -588,6 +600,9 @@ class Exchange:
     def _problem(self, message: str, seq: int, failed: list[int]) -> None:
         self.report.problems.append(message)
         failed.append(seq)
+        recent = self.r.apply_problems.setdefault(self.auth.peer, [])
+        recent.append(message)
+        del recent[:-MAX_PROBLEMS_SHOWN]
         log.warning("%s (from %s)", message, self.auth.peer)
 
     def _observed(self, rec: Record, real: str, vector: Vector, origin: str | None) -> Record:
@@ -660,9 +675,10 @@ class Exchange:
             self._content_asked += 1
             await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have))
         out: list[Staged] = []
+        writer: FileWriter | None = None
         try:
             for i, (rec, real, local, seq) in enumerate(wanted):
-                writer: FileWriter | None = None
+                writer = None
                 error: str | None = None
                 new_map: list[tuple[bytes, int, int]] = []  # delta mode: the new version's chunks, for free
                 offset = 0
@@ -704,6 +720,7 @@ class Exchange:
                 if writer is not None and error is None:
                     try:
                         out.append(writer.finish())
+                        writer = None
                         seqs[real] = seq
                         if bases[i] is not None and rec.hash is not None:
                             self._new_maps[rec.hash] = new_map
@@ -712,7 +729,15 @@ class Exchange:
                         error = str(e)
                 if writer is not None:
                     writer.abort()
+                    self._aborted.append(rec.path)
+                writer = None
                 self._problem(f"{real}: {error}", seq, failed)
+        except BaseException:
+            if writer is not None:  # cut off in the middle of this file
+                writer.abort()
+            for st in out:
+                discard(st)
+            raise
         finally:
             for base in bases.values():
                 if base is not None:

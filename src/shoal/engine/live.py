@@ -283,6 +283,7 @@ class Live:
                     "linked": name in self.r.linked(),
                     "last_ok": h.last_ok,
                     "last_error": h.last_error,
+                    "apply_problems": list(self.r.apply_problems.get(name, [])),
                     "down": h.down_until > time.monotonic(),
                     "files_in": h.files_in + self._live(name, "files_in"),
                     "files_out": h.files_out + self._live(name, "files_out"),

@@ -111,6 +111,9 @@ class Replica:
         self.sessions: dict[Exchange, None] = {}
         self.stopping = asyncio.Event()  #: the daemon stops: lasting sessions end
         self.inline_cache = InlineCache()
+        #: per peer, the last records of its that could not be applied here (a full disk, a busy path);
+        #: cleared once a batch from it applies whole. Shown by 'shoal status'.
+        self.apply_problems: dict[str, list[str]] = {}
 
     def notify_changed(self, exclude: Exchange | None = None) -> None:
         """Our records changed: one lasting session per peer (the oldest) pokes it. Two nodes that

@@ -35,6 +35,27 @@ from shoal.model.records import Kind, Record, kind_of, stat_signature
 
 TMP_PREFIX = ".shoal-tmp."
 STALE_TMP_S = 3600
+
+
+def temp_name() -> str:
+    """``.shoal-tmp.<pid>.<random>``: the pid tells a later scan whether the writer is still running."""
+    return f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(6)}"
+
+
+def writer_alive(path: str) -> bool:
+    """Whether the process that named this temp file may still be writing it (True when unknown)."""
+    pid = os.path.basename(path)[len(TMP_PREFIX) :].split(".", 1)[0]
+    if not pid.isdigit():
+        return True  # an older name without a pid: only its age tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -94,6 +115,12 @@ def disk_matches(real: str, expect: Record | None) -> bool:
     return True
 
 
+def discard(st: Staged) -> None:
+    """Remove a staged temp file that will not be renamed into place (its Tree must still be open)."""
+    with contextlib.suppress(OSError):
+        os.unlink(st.tmp, dir_fd=st.dfd)
+
+
 @dataclass
 class Staged:
     """A new version written to a temp file, waiting to be renamed into place."""
@@ -116,7 +143,7 @@ class FileWriter:
         self.expect = expect
         parent, self.name = tree.split(real)
         self.dfd = tree.open_dir(parent, create=True)
-        self.tmp = f"{TMP_PREFIX}{secrets.token_hex(6)}"
+        self.tmp = temp_name()
         self.fd = os.open(
             self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.dfd
         )
@@ -284,7 +311,7 @@ class Tree:
         """A symlink, fifo or device node, made under a temp name (renamed into place by ``commit``)."""
         parent, name = self.split(real)
         dfd = self.open_dir(parent, create=True)
-        tmp = f"{TMP_PREFIX}{secrets.token_hex(6)}"
+        tmp = temp_name()
         try:
             if rec.kind is Kind.SYMLINK:
                 os.symlink(rec.target or "", tmp, dir_fd=dfd)

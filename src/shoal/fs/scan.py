@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from shoal.config.resolve import NodeConfig
-from shoal.fs.apply import STALE_TMP_S
+from shoal.fs.apply import STALE_TMP_S, writer_alive
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.results import Problem, ScanResult
 from shoal.fs.walk import Candidate, Walker, WalkTally, fsdecode
@@ -111,6 +111,11 @@ class Scanner:
             roots.append(clean)
         return minimal_roots(roots)
 
+    def _parents(self, roots: list[str]) -> list[str]:
+        """The managed directories holding ``roots`` that no root covers (each looked at alone)."""
+        out = {os.path.dirname(r) for r in roots if r != "/"}
+        return sorted(d for d in out if not any(is_within(d, r) for r in roots) and self.matcher.is_managed(d))
+
     # -- scanning ------------------------------------------------------------------------------------
 
     def scan(self, paths: Sequence[str] | None = None) -> ScanResult:
@@ -138,6 +143,11 @@ class Scanner:
                 first, stack = self.walker.start(root, tally, index)
                 on_batch(first)
                 self.walker.walk_split(stack, tally, index, on_batch)
+            if not full:  # what changed below a directory changed its mtime: look at the directory itself
+                parents = self._parents(roots)
+                own = self.db.scan_index_of(self.pmap.to_logical(d) for d in parents)
+                for d in parents:
+                    on_batch(self.walker.start(d, tally, own)[0])
             self._settle(pending, pool, start_ns, res, changes, refreshes)
         res.unchanged += tally.unchanged
         res.problems += tally.problems
@@ -348,11 +358,12 @@ class Scanner:
 
 
 def _remove_stale(temp_files: list[str], older_than_s: float = STALE_TMP_S) -> None:
-    """Temp files left by a transfer that was killed midway; recent ones may belong to a live transfer."""
+    """Temp files left by a transfer that was killed midway: those whose writing process is gone (the
+    name carries its pid), and any older than ``older_than_s`` (a pid may have been reused)."""
     limit_ns = time.time_ns() - int(older_than_s * 1e9)
     for path in temp_files:
         try:
-            if os.lstat(path).st_mtime_ns < limit_ns:
+            if not writer_alive(path) or os.lstat(path).st_mtime_ns < limit_ns:
                 os.unlink(path)
         except OSError:
             continue

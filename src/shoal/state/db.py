@@ -255,6 +255,14 @@ class StateDB:
             out.update(rows.fetchall())
         return out
 
+    def scan_index_of(self, paths: Iterable[str]) -> ScanIndex:
+        """``scan_index`` for exactly these logical paths (nothing below them)."""
+        out: ScanIndex = {}
+        for p in paths:
+            raw = _encode_path(p)
+            out.update(self._conn.execute("SELECT path, sig FROM records WHERE path = ?", (raw,)).fetchall())
+        return out
+
     def get_records(self, paths: Iterable[str]) -> dict[str, Record]:
         out: dict[str, Record] = {}
         keys = [_encode_path(p) for p in paths]

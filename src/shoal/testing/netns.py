@@ -50,6 +50,7 @@ class NetnsCluster(Cluster):
             node.port = PORT
         self.write_config()
         self._made: list[str] = []
+        self._cuts: set[tuple[str, str]] = set()
         try:
             self._setup()
         except BaseException:
@@ -94,6 +95,29 @@ class NetnsCluster(Cluster):
 
     def heal(self, name: str) -> None:
         _ip("link", "set", self._outer(name), "up", ns=self.hub)
+
+    def cut_pair(self, a: str, b: str) -> None:
+        """Drop everything between ``a`` and ``b`` (both directions); their other links stay up. A
+        blackhole route for the other's address in each namespace: established connections stall
+        exactly as when a cable between two switches is pulled."""
+        if (a, b) in self._cuts or (b, a) in self._cuts:
+            return
+        _ip("route", "add", "blackhole", f"{self.nodes[b].address}/32", ns=self.ns(a))
+        _ip("route", "add", "blackhole", f"{self.nodes[a].address}/32", ns=self.ns(b))
+        self._cuts.add((a, b))
+
+    def heal_pair(self, a: str, b: str) -> None:
+        for x, y in ((a, b), (b, a)):
+            if (x, y) in self._cuts:
+                _ip("route", "del", "blackhole", f"{self.nodes[y].address}/32", ns=self.ns(x))
+                _ip("route", "del", "blackhole", f"{self.nodes[x].address}/32", ns=self.ns(y))
+                self._cuts.discard((x, y))
+
+    def heal_all(self) -> None:
+        for a, b in list(self._cuts):
+            self.heal_pair(a, b)
+        for name in self.nodes:
+            self.heal(name)
 
     def command(self, name: str, args: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns(name), *args]
