@@ -51,13 +51,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, help="faults to make (default: 200 kills / 50 cuts)")
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 30))
     ap.add_argument("--dir", default=None, help="where the node trees live (default: a temp dir)")
+    ap.add_argument("--keep", metavar="DIR", help="run in DIR and leave the trees, states and logs there")
     a = ap.parse_args()
     rounds = a.rounds or (200 if a.campaign == "crash" else 50)
     print(f"{a.campaign} campaign, {rounds} faults, seed {a.seed}")
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=a.dir, prefix="shoal-chaos-") as tmp:
-        run = crash if a.campaign == "crash" else partition
-        report = run(Path(tmp) / "c", rounds, a.seed)
+    run = crash if a.campaign == "crash" else partition
+    if a.keep:
+        report = run(Path(a.keep), rounds, a.seed)
+    else:
+        with tempfile.TemporaryDirectory(dir=a.dir, prefix="shoal-chaos-") as tmp:
+            report = run(Path(tmp) / "c", rounds, a.seed)
     print(chaos.format_report(report))
     print(f"  {'wall time':<20}  {time.monotonic() - t0:.0f} s")
     return 1 if report.failures else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from shoal.config.parser import parse_text
 from shoal.config.resolve import KeyFacts, NodeConfig, resolve
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.scan import RECENT_NS, Scanner
-from shoal.model.records import Kind, Order, compare
+from shoal.model.records import Kind, Order, Record, compare
 from shoal.state.db import StateDB
 
 
@@ -291,3 +292,45 @@ def test_temp_files_of_dead_writers_are_removed_at_once(tmp_path: Path) -> None:
     _remove_stale([str(p) for p in (mine, gone, legacy, old_legacy)])
     assert mine.exists() and legacy.exists()
     assert not gone.exists() and not old_legacy.exists()
+
+
+def _journalled(tree: Path, rel: str, vector: tuple[tuple[str, int], ...]) -> Record:
+    """The record an exchange journals for ``rel`` just before renaming it into place."""
+    st = os.lstat(tree / rel)
+    return Record(
+        f"%data%/{rel}", Kind.FILE, st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid, "", "", st.st_mtime_ns,
+        hash_file(str(tree / rel)).digest, vector=vector, origin="peer-db-1",
+    )  # fmt: skip
+
+
+def test_a_received_file_whose_record_was_never_stored_is_the_peers_version(tree: Path, db: StateDB) -> None:
+    """Found by the crash campaign: a receiver killed between renaming a received file into place and
+    storing its record took the file for a local edit at restart (a version of its own, concurrent
+    with the sender's later changes), and under 'auto younger' a deletion made on the sender then lost
+    to it: deleted files came back. The apply journal lets the scan recognise the peer's version."""
+    Scanner(db, node_cfg(tree)).scan()
+    (tree / "a.txt").write_text("from n2")  # renamed into place by the exchange, then the daemon died
+    (tree / "new.txt").write_text("also from n2")
+    peer_vector = (("n2", 7),)
+    db.journal_put([_journalled(tree, "a.txt", peer_vector), _journalled(tree, "new.txt", peer_vector)], 1)
+    (tree / "sub" / "b.txt").write_text("a real local edit")
+    db.journal_put([replace(_journalled(tree, "sub/b.txt", peer_vector), hash=b"\0" * 32)], 1)  # content differs
+    Scanner(db, node_cfg(tree)).scan(paths=[str(tree)])
+    recs = {r.path: r for r in db.all_records()}
+    assert recs["%data%/a.txt"].vector == peer_vector and recs["%data%/a.txt"].origin == "peer-db-1"
+    assert recs["%data%/new.txt"].vector == peer_vector
+    assert any(node == "n1" for node, _ in recs["%data%/sub/b.txt"].vector)  # a local edit stays one
+    assert set(db.journal_get(["%data%/a.txt", "%data%/new.txt"])) == set()  # adopted entries are dropped
+    assert set(db.journal_get(["%data%/sub/b.txt"])) == {"%data%/sub/b.txt"}
+    # the same for a received deletion: the file went, the daemon died before storing the tombstone
+    (tree / "new.txt").unlink()
+    gone = replace(recs["%data%/new.txt"], deleted=True, hash=None, vector=(("n2", 9),), origin="peer-db-1")
+    db.journal_put([gone], 1)
+    Scanner(db, node_cfg(tree)).scan(paths=[str(tree)])
+    tomb = {r.path: r for r in db.all_records()}["%data%/new.txt"]
+    assert tomb.deleted and tomb.vector == (("n2", 9),) and tomb.origin == "peer-db-1"
+    (tree / "a.txt").unlink()  # a local deletion is still one
+    Scanner(db, node_cfg(tree)).scan(paths=[str(tree)])
+    assert any(node == "n1" for node, _ in {r.path: r for r in db.all_records()}["%data%/a.txt"].vector)
+    Scanner(db, node_cfg(tree)).scan()  # a full scan drops what it did not adopt
+    assert not db.journal_any()

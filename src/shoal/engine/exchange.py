@@ -517,6 +517,15 @@ class Exchange:
             ]
             return merged + back + [self._observed(rec, real, *outcome[real]) for rec, real, _ in applied]
 
+        # What is about to appear on (or go from) disk, journalled first (0005_journal.sql: a crash
+        # between the change on disk and its record must not make the next scan take a received version
+        # or deletion for a local edit).
+        appearing = [(d[0], d[1]) for d in (*deletes, *dirs, *specials)] + [(f[0], f[1]) for f in files]
+        journal = [
+            replace(rec, vector=outcome[real][0], origin=outcome[real][1]) for rec, real in appearing if real in outcome
+        ]
+        if journal:
+            await self.r.db(lambda db: db.journal_put(journal, time.time_ns()))
         try:
             await asyncio.to_thread(local_work)
             wanted = [(rec, real, local, seq) for rec, real, local, seq, data in files if data is None]
@@ -549,6 +558,8 @@ class Exchange:
                 db.add_kept(row)
             if settle:
                 db.clear_conflicts(settled_conflicts(settle, open_, peer))
+            if journal:
+                db.journal_drop(rec.path for rec in journal)
 
         await self.r.db(store)
         if stored:

@@ -124,6 +124,8 @@ class Scanner:
         start_ns = self.clock_ns()
         res = ScanResult()
         full = paths is None
+        self._journal = self.db.journal_any()  # received versions whose records may not have been stored
+        self._adopted: list[str] = []
         roots = self._roots(paths, res)
         index = self.db.scan_index() if full else self.db.scan_index_under([self.pmap.to_logical(r) for r in roots])
         tally = WalkTally()
@@ -163,6 +165,8 @@ class Scanner:
         self._flush(changes, refreshes, forget)
         if full and (self._maps_stored or res.deleted or res.changed):
             self.db.prune_chunk_maps()
+        if full and self._journal:  # what this scan did not adopt was never renamed into place, or is gone
+            self.db.journal_drop_older(start_ns)
         res.seconds = time.monotonic() - t0
         return res
 
@@ -176,6 +180,9 @@ class Scanner:
     def _flush(self, changes: list[Record], refreshes: list[Record], forget: list[str]) -> None:
         if changes or refreshes or forget:
             self.db.apply_scan(changes, refreshes, forget)
+        if self._adopted:
+            self.db.journal_drop(self._adopted)
+            self._adopted.clear()
         if self._maps:
             self.db.put_chunk_maps(self._maps)
             self._maps_stored = True
@@ -202,6 +209,8 @@ class Scanner:
         if not pending:
             return
         olds = self.db.get_records(fsdecode(p[1]) for p in pending)
+        journal = self.db.journal_get(fsdecode(p[1]) for p in pending) if self._journal else {}
+        adopted = self._adopted
 
         def read(item: Candidate) -> Hashed | OSError | None:
             if item[3] is not Kind.FILE:
@@ -266,8 +275,22 @@ class Scanner:
                 user,
                 group,
             )
+            origin = None
+            j = journal.get(logical)
             if prev is not None and same_content and same_meta:
                 vector, base = prev.vector, prev.base
+            elif j is not None and (j.kind, j.hash, j.target, j.rdev, j.mode, j.uid, j.gid, j.mtime_ns) == (
+                kind,
+                digest,
+                target,
+                rdev,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+            ):  # a received version whose record the daemon did not live to store: it is the peer's
+                vector, base, origin = j.vector, j.base, j.origin
+                adopted.append(logical)
             else:
                 vector = bump(old.vector if old is not None else (), self.node, now_s)
                 base = prev.hash if prev is not None else None
@@ -289,6 +312,7 @@ class Scanner:
                 ctime_ns=st.st_ctime_ns,
                 inode=st.st_ino,
                 recheck=not stable or mtime_ns >= start_ns - RECENT_NS,
+                origin=origin,
             )
             if same_content and same_meta:
                 refreshes.append(rec)
@@ -337,7 +361,14 @@ class Scanner:
             else:
                 forget.append(logical)
         now_s = start_ns // 1_000_000_000
+        journal = self.db.journal_get(gone) if self._journal else {}
         for old in self.db.get_records(gone).values():
+            j = journal.get(old.path)
+            if j is not None and j.deleted:  # a received deletion whose record was not stored
+                vector, origin, mtime_ns = j.vector, j.origin, j.mtime_ns
+                self._adopted.append(old.path)
+            else:  # a local change: every peer must hear of it
+                vector, origin, mtime_ns = bump(old.vector, self.node, now_s), None, start_ns
             changes.append(
                 replace(
                     old,
@@ -346,9 +377,9 @@ class Scanner:
                     base=old.hash,
                     deleted=True,
                     recheck=False,
-                    origin=None,  # a local change: every peer must hear of it
-                    vector=bump(old.vector, self.node, now_s),
-                    mtime_ns=start_ns,
+                    origin=origin,
+                    vector=vector,
+                    mtime_ns=mtime_ns,
                 )
             )
             res.deleted += 1

@@ -255,6 +255,42 @@ class StateDB:
             out.update(rows.fetchall())
         return out
 
+    # -- the apply journal (0005_journal.sql) --------------------------------------------------------
+
+    def journal_put(self, records: Iterable[Record], now_ns: int) -> None:
+        """Received versions about to be renamed into place (each with the vector and origin to store)."""
+        rows = [(*self._row(rec, 0), now_ns) for rec in records]
+        if rows:
+            with self._write():
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO apply_journal ({_COLUMNS}, sig, t_ns) VALUES ({','.join('?' * 22)})", rows
+                )
+
+    def journal_get(self, paths: Iterable[str]) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        keys = [_encode_path(p) for p in paths]
+        for i in range(0, len(keys), _BATCH):
+            chunk = keys[i : i + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM apply_journal WHERE path IN ({marks})", chunk):
+                rec = self._record(r)
+                out[rec.path] = rec
+        return out
+
+    def journal_any(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM apply_journal LIMIT 1").fetchone() is not None
+
+    def journal_drop(self, paths: Iterable[str]) -> None:
+        keys = [(_encode_path(p),) for p in paths]
+        if keys:
+            with self._write():
+                self._conn.executemany("DELETE FROM apply_journal WHERE path = ?", keys)
+
+    def journal_drop_older(self, t_ns: int) -> None:
+        """Entries a full scan did not adopt: their rename never happened, or a later change replaced it."""
+        with self._write():
+            self._conn.execute("DELETE FROM apply_journal WHERE t_ns < ?", (t_ns,))
+
     def scan_index_of(self, paths: Iterable[str]) -> ScanIndex:
         """``scan_index`` for exactly these logical paths (nothing below them)."""
         out: ScanIndex = {}
