@@ -267,15 +267,7 @@ class StateDB:
                 )
 
     def journal_get(self, paths: Iterable[str]) -> dict[str, Record]:
-        out: dict[str, Record] = {}
-        keys = [_encode_path(p) for p in paths]
-        for i in range(0, len(keys), _BATCH):
-            chunk = keys[i : i + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM apply_journal WHERE path IN ({marks})", chunk):
-                rec = self._record(r)
-                out[rec.path] = rec
-        return out
+        return self._records_in("apply_journal", paths)
 
     def journal_any(self) -> bool:
         return self._conn.execute("SELECT 1 FROM apply_journal LIMIT 1").fetchone() is not None
@@ -300,12 +292,16 @@ class StateDB:
         return out
 
     def get_records(self, paths: Iterable[str]) -> dict[str, Record]:
+        return self._records_in("records", paths)
+
+    def _records_in(self, table: str, paths: Iterable[str]) -> dict[str, Record]:
+        """``table`` (records, or the apply journal with the same columns) rows of these paths."""
         out: dict[str, Record] = {}
         keys = [_encode_path(p) for p in paths]
         for i in range(0, len(keys), _BATCH):
             chunk = keys[i : i + _BATCH]
             marks = ",".join("?" * len(chunk))
-            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE path IN ({marks})", chunk):
+            for r in self._conn.execute(f"SELECT {_COLUMNS} FROM {table} WHERE path IN ({marks})", chunk):
                 rec = self._record(r)
                 out[rec.path] = rec
         return out
