@@ -359,3 +359,39 @@ def test_a_4096_byte_path_is_refused(net: Cluster) -> None:
     with one_refusal(net, "longer than 4095 bytes"):
         run(attack)
     assert not (net.nodes["beta"].data / ("d" * 200)).exists()
+
+
+def test_a_session_cut_mid_batch_leaves_no_temp_file(net: Cluster) -> None:
+    """The sender vanishes after one whole file and half of the next: nothing of the batch appears,
+    no temp file stays (those of a live process were left for an hour before), and the peer's records
+    are taken again later."""
+    files = {f"%d%/cut{i}": os.urandom(300_000) for i in range(3)}
+
+    async def attack() -> None:
+        async with session(net, "alpha") as ch:
+            await ch.send(m.PullDone(0, [], []))
+            sent = 0
+            while True:
+                msg = await ch.recv(10)
+                if isinstance(msg, m.IndexRequest):
+                    recs = [record(p, d) for p, d in files.items()]
+                    await ch.send(m.IndexBatch(recs, [None] * len(recs), 1, False))
+                elif isinstance(msg, m.ContentRequest):
+                    data = files[msg.path]
+                    if sent == 0:
+                        await ch.send(m.ContentData(msg.id, data))
+                        await ch.send(m.ContentEnd(msg.id, None))
+                    else:
+                        await ch.send(m.ContentData(msg.id, data[:100_000]))
+                        await asyncio.sleep(0.5)
+                        return  # the connection drops here
+                    sent += 1
+
+    offset = len(net.log_text("beta"))
+    run(attack)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not warnings_since(net, offset):
+        time.sleep(0.05)
+    beta = net.nodes["beta"].data
+    assert not any((beta / p.removeprefix("%d%/")).exists() for p in files)
+    assert net.temp_files("beta") == []

@@ -334,3 +334,17 @@ def test_a_received_file_whose_record_was_never_stored_is_the_peers_version(tree
     assert any(node == "n1" for node, _ in {r.path: r for r in db.all_records()}["%data%/a.txt"].vector)
     Scanner(db, node_cfg(tree)).scan()  # a full scan drops what it did not adopt
     assert not db.journal_any()
+
+
+def test_a_targeted_scan_also_records_the_parent_directorys_new_mtime(tree: Path, db: StateDB) -> None:
+    """Live mode scans only the paths inotify named; a new file changes its directory's mtime too,
+    which must travel (the crash campaign saw directory mtimes left behind until a full scan)."""
+    later = time.time_ns() + 10 * RECENT_NS
+    Scanner(db, node_cfg(tree), clock_ns=lambda: later).scan()
+    (tree / "sub" / "new.txt").write_text("new")
+    os.utime(tree / "sub", ns=(later, later - 5))
+    Scanner(db, node_cfg(tree), clock_ns=lambda: later).scan(paths=[str(tree / "sub" / "new.txt")])
+    recs = {r.path: r for r in db.all_records()}
+    assert recs["%data%/sub"].mtime_ns == later - 5
+    assert "%data%/sub/new.txt" in recs
+    assert recs["%data%/sub/deep"].mtime_ns != later - 5  # the parent alone, not its other children
