@@ -7,27 +7,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shoal.testing.cluster import Cluster
+from shoal.testing.waiting import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a size-limited tmpfs")
-
-
-def eventually(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            if check():
-                return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

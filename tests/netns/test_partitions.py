@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.testing import waiting
 from shoal.testing.netns import NetnsCluster, available
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(available() is not None, reason=available() or "")]
@@ -16,16 +17,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(available() is not None, rea
 NAMES = ("alpha", "beta", "gamma")
 
 
-def eventually(check: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def eventually(check: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> float:
+    return waiting.eventually(check, timeout_s, what)
 
 
 @pytest.fixture

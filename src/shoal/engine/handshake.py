@@ -80,6 +80,16 @@ def _check_macs(replica: Replica, groups: list[str], macs: dict[str, bytes], dat
     return None
 
 
+_M = TypeVar("_M", bound=m.Message)
+
+
+def _expect(msg: m.Message, kind: type[_M], who: str) -> _M:
+    """The state machine lets only ``kind`` or Bye through here: a Bye ends the handshake."""
+    if not isinstance(msg, kind):
+        raise RemoteProtocolError(f"{who} ended the handshake with {type(msg).__name__} instead of {kind.__name__}")
+    return msg
+
+
 async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: bool = True) -> Authenticated:
     """Authenticate to ``peer`` over ``ch``; AuthError (with the reason) if either side refuses."""
     my_fp = auth.fingerprint(replica.cert_der)
@@ -134,16 +144,6 @@ async def server_handshake(replica: Replica, ch: Channel) -> Authenticated | Non
             return await _server_handshake(replica, ch)
     except TimeoutError:
         raise PeerTimeout(f"{ch.peer_address} did not finish the handshake within {HANDSHAKE_TIMEOUT_S:.0f}s") from None
-
-
-_M = TypeVar("_M", bound=m.Message)
-
-
-def _expect(msg: m.Message, kind: type[_M], who: str) -> _M:
-    """The state machine lets only ``kind`` or Bye through here: a Bye ends the handshake."""
-    if not isinstance(msg, kind):
-        raise RemoteProtocolError(f"{who} ended the handshake with {type(msg).__name__} instead of {kind.__name__}")
-    return msg
 
 
 async def _server_handshake(replica: Replica, ch: Channel) -> Authenticated | None:

@@ -94,6 +94,8 @@ class Scanner:
         self.walker = Walker(self.matcher, self.pmap)
         self._maps: dict[bytes, list[tuple[bytes, int, int]]] = {}  # chunk maps of large files, to store
         self._maps_stored = False
+        self._journal = False  #: the apply journal holds entries (checked at the start of each scan)
+        self._adopted: list[str] = []  #: journal entries this scan took as the peers' versions, to drop
 
     def _roots(self, paths: Sequence[str] | None, res: ScanResult) -> list[str]:
         if paths is None:
@@ -125,7 +127,6 @@ class Scanner:
         res = ScanResult()
         full = paths is None
         self._journal = self.db.journal_any()  # received versions whose records may not have been stored
-        self._adopted: list[str] = []
         roots = self._roots(paths, res)
         index = self.db.scan_index() if full else self.db.scan_index_under([self.pmap.to_logical(r) for r in roots])
         tally = WalkTally()
@@ -210,7 +211,6 @@ class Scanner:
             return
         olds = self.db.get_records(fsdecode(p[1]) for p in pending)
         journal = self.db.journal_get(fsdecode(p[1]) for p in pending) if self._journal else {}
-        adopted = self._adopted
 
         def read(item: Candidate) -> Hashed | OSError | None:
             if item[3] is not Kind.FILE:
@@ -290,7 +290,7 @@ class Scanner:
                 mtime_ns,
             ):  # a received version whose record the daemon did not live to store: it is the peer's
                 vector, base, origin = j.vector, j.base, j.origin
-                adopted.append(logical)
+                self._adopted.append(logical)
             else:
                 vector = bump(old.vector if old is not None else (), self.node, now_s)
                 base = prev.hash if prev is not None else None

@@ -178,8 +178,7 @@ class Listener:
         self.allowed = allowed
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._conns: dict[asyncio.Task[None], _Accepted] = {}
+        self._conns: dict[asyncio.Task[None], _Accepted] = {}  #: every connection being served
         self._last_warned: dict[str, float] = {}  # address -> when its last 'too many' line was logged
         self._unwarned: dict[str, int] = {}  # address -> refusals since then (not logged one by one)
 
@@ -216,13 +215,8 @@ class Listener:
                 continue
             accepted = _Accepted(addr[0])
             task = loop.create_task(self.serve_accepted(conn, addr[0], accepted))
-            self._tasks.add(task)
             self._conns[task] = accepted
-            task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._conns.pop(task, None)
+            task.add_done_callback(lambda t: self._conns.pop(t, None))
 
     def _admit(self, address: str) -> bool:
         """Whether one more connection from ``address`` may start a handshake. Connections that have
@@ -243,6 +237,8 @@ class Listener:
                 len(waiting),
                 self._unwarned.pop(address),
             )
+            self._last_warned = {a: t for a, t in self._last_warned.items() if now - t < 60}  # stays small
+            self._unwarned = {a: n for a, n in self._unwarned.items() if a in self._last_warned}
             self._last_warned[address] = now
         return False
 
@@ -304,9 +300,9 @@ class Listener:
 
     async def close(self) -> None:
         await self.stop_accepting()
-        for t in list(self._tasks):
+        for t in list(self._conns):
             t.cancel()
-        for t in list(self._tasks):
+        for t in list(self._conns):
             with contextlib.suppress(BaseException):
                 await t
 

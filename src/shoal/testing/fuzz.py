@@ -12,6 +12,7 @@ same seed gives the same inputs. Used by tests/fuzz (a short run by default, the
 from __future__ import annotations
 
 import random
+import re
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -374,8 +375,6 @@ def fuzz_config(inputs: int, seed: int = 0) -> Report:
 
 def _strip_pos(spec: object) -> str:
     """The model without source positions (they differ between the original and the rendered text)."""
-    import re
-
     return re.sub(r"SourcePos\([^)]*\)", "", repr(spec))
 
 
