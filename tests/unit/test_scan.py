@@ -289,7 +289,9 @@ def test_temp_files_of_dead_writers_are_removed_at_once(tmp_path: Path) -> None:
     for p in (mine, gone, legacy, old_legacy):
         p.write_bytes(b"partial")
     os.utime(old_legacy, (1, 1))
+    os.utime(tmp_path, ns=(1, 123_456_789))
     _remove_stale([str(p) for p in (mine, gone, legacy, old_legacy)])
+    assert os.lstat(tmp_path).st_mtime_ns == 123_456_789  # the directory's recorded mtime does not move
     assert mine.exists() and legacy.exists()
     assert not gone.exists() and not old_legacy.exists()
 

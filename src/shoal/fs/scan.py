@@ -19,6 +19,7 @@ the GIL contention cost more than the overlap saved.)
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -392,9 +393,22 @@ def _remove_stale(temp_files: list[str], older_than_s: float = STALE_TMP_S) -> N
     """Temp files left by a transfer that was killed midway: those whose writing process is gone (the
     name carries its pid), and any older than ``older_than_s`` (a pid may have been reused)."""
     limit_ns = time.time_ns() - int(older_than_s * 1e9)
+    by_dir: dict[str, list[str]] = {}
     for path in temp_files:
+        by_dir.setdefault(os.path.dirname(path), []).append(path)
+    for directory, paths in by_dir.items():
         try:
-            if not writer_alive(path) or os.lstat(path).st_mtime_ns < limit_ns:
-                os.unlink(path)
+            before = os.lstat(directory)  # the walk recorded this mtime: removing an entry must not move it
         except OSError:
             continue
+        removed = False
+        for path in paths:
+            try:
+                if not writer_alive(path) or os.lstat(path).st_mtime_ns < limit_ns:
+                    os.unlink(path)
+                    removed = True
+            except OSError:
+                continue
+        if removed:
+            with contextlib.suppress(OSError):
+                os.utime(directory, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
