@@ -65,6 +65,17 @@ def test_identical_concurrent_versions_agree_on_metadata_from_both_sides() -> No
     assert reconcile(a, b).take_metadata is False
 
 
+def test_one_vector_with_two_metadata_settles_on_the_greater() -> None:
+    """Found by the crash campaign: two nodes merged the same concurrent directory versions, each kept
+    its own mtime, and reached one vector with two mtimes; equal vectors were ignored, so it never
+    converged."""
+    mine = rec({"a": 2, "b": 1}, kind=Kind.DIR, h=None, mtime=20)
+    theirs = rec({"a": 2, "b": 1}, kind=Kind.DIR, h=None, mtime=30)
+    taken = reconcile(mine, theirs)
+    assert taken.action is Action.MERGE and taken.take_metadata is True
+    assert reconcile(theirs, mine).action is Action.IGNORE
+
+
 def test_merged_vector_dominates_both() -> None:
     assert merged_vector(rec({"a": 2, "b": 1}), rec({"b": 3})) == (("a", 2), ("b", 3))
     assert merged_vector(None, rec({"b": 3})) == (("b", 3),)

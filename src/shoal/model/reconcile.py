@@ -118,6 +118,10 @@ def reconcile(local: Record | None, remote: Record, ctx: Context | None = None) 
         return _slave_adopts(local, remote, ctx)
     order = compare(remote.vector, local.vector)
     same = remote.same_content(local)
+    if order is Order.EQUAL and same and not remote.deleted and _metadata_key(remote) > _metadata_key(local):
+        # Two merges of the same concurrent versions, made on different nodes, can reach one vector with
+        # different metadata (each kept its own); the same rule as for a merge settles it everywhere.
+        return Decision(Action.MERGE, "the same version, with the greater metadata", take_metadata=True)
     if order is Order.BEFORE or (order is Order.EQUAL and same):
         return Decision(Action.IGNORE, "we are up to date" if order is Order.EQUAL else "the peer is behind")
     if order is Order.AFTER:
