@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from shoal.engine import daemon
+from shoal.engine.live import Live
+from shoal.engine.replica import Replica
+from shoal.fs.config_source import load_node_config
 from shoal.testing.cluster import Cluster
 from shoal.testing.waiting import eventually
 
@@ -245,3 +252,69 @@ def test_live_daemons_keep_one_session_open_and_reconnect(cluster: Cluster) -> N
     cluster.start("alpha", watch=True)
     (b / "after-restart").write_text("back\n")
     eventually(lambda: (a / "after-restart").read_text() == "back\n", what="beta's change on the restarted alpha")
+
+
+def test_live_mode_that_fails_is_logged_and_restarted(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon whose live mode failed used to go on serving with its watcher gone, silently: every
+    later local change stayed unsent until the next full verify. The failure is logged, shown by
+    status, and live mode restarts with a full scan (which finds what changed meanwhile)."""
+    real_run = Live.run
+    runs = 0
+
+    async def fails_once(self: Live, stop: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await asyncio.sleep(0.3)
+            raise NotADirectoryError(20, "Not a directory", "injected")
+        await real_run(self, stop)
+
+    monkeypatch.setattr(Live, "run", fails_once)
+    node = cluster.nodes["alpha"]
+    written = node.data / "written-while-live-mode-was-down"
+
+    async def scenario() -> None:
+        replica = await Replica.open(load_node_config(str(cluster.config), "alpha"), str(node.state))
+        ready = asyncio.Event()
+        server = asyncio.create_task(daemon.serve(replica, ready=ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 15)
+            written.write_text("made while the watcher was gone\n")
+            async with asyncio.timeout(20):
+                while not (await replica.db(lambda db: db.get_records(["%d%/" + written.name]))):
+                    await asyncio.sleep(0.1)
+            assert runs == 2
+            st = await asyncio.to_thread(cluster.run, "alpha", "status", "--json")
+            d = json.loads(st.stdout)["daemon"]
+            assert d["live_failures"] == 1 and "NotADirectoryError" in d["live_last_error"], d
+            assert d["watching"] is True
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own handler: a clean stop
+            await asyncio.wait_for(server, 30)
+            await replica.close()
+
+    with caplog.at_level("ERROR", logger="shoal.engine.daemon"):
+        asyncio.run(scenario())
+    assert any("live mode failed; restarting it" in r.getMessage() for r in caplog.records)
+
+
+def test_sync_full_scans_what_the_watcher_did_not_report(cluster: Cluster) -> None:
+    """'shoal sync' handed to a watching daemon scans only what the watcher reported; '--full' scans
+    every tree, so it finds what no event announced (here: a record lost behind the daemon's back)."""
+    live(cluster, "alpha")
+    a = cluster.nodes["alpha"].data
+    (a / "f").write_text("on disk\n")
+
+    def recorded() -> bool:
+        return any(r["path"] == "%d%/f" for r in json.loads(cluster.run("alpha", "ls", "--json").stdout))
+
+    eventually(recorded, what="f recorded by the live scan")
+    with closing(sqlite3.connect(cluster.nodes["alpha"].state / "state.db")) as db, db:
+        db.execute("DELETE FROM records WHERE path = CAST('%d%/f' AS BLOB)")
+    assert not recorded()
+    r = cluster.sync("alpha")  # beta and gamma are down: exit 1, but the scan is reported
+    assert "local:" not in r.stdout and not recorded(), r.stdout
+    r = cluster.sync("alpha", "--full")
+    assert "local: 1 new" in r.stdout and recorded(), r.stdout + r.stderr

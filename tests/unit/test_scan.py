@@ -350,3 +350,44 @@ def test_a_targeted_scan_also_records_the_parent_directorys_new_mtime(tree: Path
     assert recs["%data%/sub"].mtime_ns == later - 5
     assert "%data%/sub/new.txt" in recs
     assert recs["%data%/sub/deep"].mtime_ns != later - 5  # the parent alone, not its other children
+
+
+def test_a_listing_that_fails_midway_leaves_that_directory_incomplete(
+    tree: Path, db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a directory can fail after it opened (seen in the partition campaign: ENOTDIR while a
+    peer's batch worked in it). That directory is incomplete: a problem, no deletions below it, and the
+    scan goes on (it used to raise, which ended live mode in the daemon for good)."""
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    (tree / "a.txt").write_text("changed meanwhile")
+    real_scandir = os.scandir
+    target = os.fsencode(tree / "sub")
+
+    class Failing:
+        def __init__(self, it: Iterator[os.DirEntry[bytes]]) -> None:
+            self.it = it
+
+        def __enter__(self) -> Failing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.it.close()  # type: ignore[attr-defined]
+
+        def __iter__(self) -> Iterator[os.DirEntry[bytes]]:
+            yield next(iter(self.it))
+            raise NotADirectoryError(20, "Not a directory", target)
+
+    def scandir(path: bytes) -> object:
+        it = real_scandir(path)
+        return Failing(it) if path == target else it
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    res = Scanner(db, cfg).scan()
+    unread = (str(tree / "sub"), "cannot list directory: Not a directory")
+    assert [(p.path, p.message) for p in res.problems] == [unread]
+    assert res.incomplete == [str(tree / "sub")]
+    assert res.changed == 1 and "%data%/a.txt" in res.changed_paths  # the rest of the tree was scanned
+    assert paths(db, deleted=True) == set()  # nothing below the unread directory became a tombstone
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    assert Scanner(db, cfg).scan().problems == []

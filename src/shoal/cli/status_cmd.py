@@ -70,6 +70,11 @@ def status(app: AppContext, as_json: bool) -> int:
                 f"  watching {daemon['watches']} directories, {daemon['events']} events, queue {daemon['queue']}, "
                 f"{daemon['overflows']} overflows, last full scan {_ago(daemon['last_full_scan'])}"
             )
+            if daemon.get("live_failures"):
+                click.echo(
+                    f"  live mode failed {daemon['live_failures']} time(s) and was restarted; "
+                    f"last error: {daemon['live_last_error']} (see the daemon's log)"
+                )
             if daemon.get("unwatched"):
                 click.echo(
                     f"  NOT watched (watch limit; scanned every minute): {', '.join(daemon['unwatched'][:5])}; "

@@ -26,6 +26,12 @@ def _size(n: int) -> str:
 @click.option("--dry-run", is_flag=True, help="Change nothing; show what pulling would change here.")
 @click.option("--push-only", is_flag=True, help="Let peers take our changes; take none of theirs.")
 @click.option("--standalone", is_flag=True, help="Do the work in this process even if a daemon runs here.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Scan every managed tree even when a watching daemon does the work (it scans only what its "
+    "watcher reported, unless told this).",
+)
 @click.pass_obj
 def sync(
     app: AppContext,
@@ -35,11 +41,13 @@ def sync(
     dry_run: bool,
     push_only: bool,
     standalone: bool,
+    full: bool,
 ) -> int:
     """Scan local changes (or only PATHs), then exchange with every reachable peer.
 
     When this node's daemon runs, it does the work (it has everything loaded already); otherwise this
-    process does."""
+    process does. A watching daemon trusts its watcher and scans only what changed; --full scans all
+    (this process always does)."""
     request = {
         "verb": "sync",
         "paths": list(paths),
@@ -47,6 +55,7 @@ def sync(
         "groups": list(groups),
         "dry_run": dry_run,
         "push_only": push_only,
+        "full": full,
     }
     answer = None
     if not standalone:

@@ -72,7 +72,8 @@ class ControlServer:
             return {"error": f"unknown request {request.get('verb')!r}"}
         async with self.replica.sync_lock:
             scanned = None
-            if not request.get("paths") and not request.get("dry_run") and self._scan_pending is not None:
+            trust_watcher = not (request.get("paths") or request.get("dry_run") or request.get("full"))
+            if trust_watcher and self._scan_pending is not None:
                 scanned = await self._scan_pending()
             report = await sync_once(
                 self.replica,

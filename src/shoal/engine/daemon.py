@@ -23,6 +23,7 @@ from shoal.engine.handshake import server_handshake
 from shoal.engine.live import Live
 from shoal.engine.metrics import MetricsServer, render
 from shoal.engine.replica import Replica
+from shoal.engine.sync import backoff_s
 from shoal.errors import ShoalError
 from shoal.fs.results import ScanResult
 from shoal.net.transport import Channel, Listener, PeerClosed, PeerTimeout, address_allowed, server_context
@@ -32,6 +33,7 @@ from shoal.state.db import StateDB
 log = logging.getLogger(__name__)
 
 GRACE_S = 20.0
+LIVE_RESTART_MAX_S = 30.0  #: live mode that keeps failing is restarted at most this far apart
 
 
 async def serve_session(replica: Replica, ch: Channel, seen: Callable[[str], None] | None = None) -> None:
@@ -152,6 +154,28 @@ async def serve(
     live: Live | None = None
     live_stop = asyncio.Event()
     live_task: asyncio.Task[None] | None = None
+    live_failures, live_error = 0, None  # live mode restarted after a failure: how often, the last error
+
+    async def run_live(stop_live: asyncio.Event) -> None:
+        """Live mode, restarted if it ever fails: a daemon that kept serving while its watcher had died
+        would leave every later local change unsent until the next full verify."""
+        nonlocal live, live_failures, live_error
+        failures = 0
+        while live is not None:
+            try:
+                await live.run(stop_live)
+                return
+            except Exception as e:
+                failures += 1
+                live_failures += 1
+                live_error = f"{type(e).__name__}: {e}"
+                log.exception("live mode failed; restarting it (with a full scan) [failure %d]", failures)
+            with contextlib.suppress(TimeoutError):
+                pause = 0.5 + backoff_s(failures, base_s=0.5, cap_s=LIVE_RESTART_MAX_S)
+                await asyncio.wait_for(stop_live.wait(), pause)
+            if stop_live.is_set():
+                return
+            live = Live(replica)
 
     async def start_live() -> None:
         nonlocal live, live_task, live_stop
@@ -161,7 +185,7 @@ async def serve(
                 await asyncio.wait_for(live_task, GRACE_S)
         live_stop = asyncio.Event()
         live = Live(replica) if watch else None
-        live_task = asyncio.create_task(live.run(live_stop), name="shoal-live") if live is not None else None
+        live_task = asyncio.create_task(run_live(live_stop), name="shoal-live") if live is not None else None
 
     hup = asyncio.Event()
     if reload is not None:
@@ -191,6 +215,7 @@ async def serve(
         }
         if live is not None:
             out.update(live.status())
+            out["live_failures"], out["live_last_error"] = live_failures, live_error
         return out
 
     async def scan_pending() -> ScanResult | None:

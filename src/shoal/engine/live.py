@@ -42,6 +42,7 @@ DEFAULT_DELAY_S = 0.01  #: first event -> scan and send, unless a group sets ``d
 DEFAULT_VERIFY_S = 3600.0  #: full verify when no group sets ``interval``
 UNWATCHED_SCAN_S = 60.0  #: subtrees past the watch limit are scanned this often
 MAX_DOWN_S = 60.0
+RETRY_INCOMPLETE_S = 1.0  #: a directory a scan could not list is looked at again this much later
 
 
 @dataclass
@@ -166,9 +167,17 @@ class Live:
         if paths is None:
             return None
         res = await self.r.db(lambda db: self.r.scanner(db).scan(paths) if paths else ScanResult())
-        if res.busy:
-            self.agg.add(res.busy, time.monotonic())
+        self._again(res)
         return res
+
+    def _again(self, res: ScanResult) -> None:
+        """What a scan had to leave for later: paths a peer's batch was applying (as soon as it is done),
+        and directories it could not read whole (a little later: a racing apply, a failing disk)."""
+        now = time.monotonic()
+        if res.busy:
+            self.agg.add(res.busy, now)
+        if res.incomplete:
+            self.agg.add(res.incomplete, now + RETRY_INCOMPLETE_S)
 
     def peer_seen(self, name: str) -> None:
         """``name`` just connected to us: it is up, whatever our last attempt to reach it said."""
@@ -190,8 +199,7 @@ class Live:
                 # The paths a peer's batch is applying right now are skipped (their files may be on
                 # disk before their records): a scan must not take them for local edits.
                 scanned = await self.r.db(lambda db: self.r.scanner(db).scan(paths))
-                if scanned.busy:  # look again once that apply is done: a local edit may hide there
-                    self.agg.add(scanned.busy, time.monotonic())
+                self._again(scanned)  # a local edit may hide in what it skipped
                 if paths is None:
                     self.stats.full_scans += 1
                     self.stats.last_full_scan = time.time()
@@ -210,6 +218,8 @@ class Live:
                 self.links[peer] = asyncio.create_task(self._link(peer), name=f"shoal-link-{peer}")
             if not changed and not targets:
                 return
+            if not changed and paths is not None:
+                why = "retrying peers"  # nothing of ours changed (an echo of our applies): only the retry
         self.stats.batches[why] = self.stats.batches.get(why, 0) + 1
         self.stats.last_batch_s = time.monotonic() - t0
         log.info("%s: %d peer(s) poked, %d link(s) opened", why, len(linked), len(targets))

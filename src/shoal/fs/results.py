@@ -26,6 +26,7 @@ class ScanResult:
     problems: list[Problem] = field(default_factory=list)
     changed_paths: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  #: real paths skipped: a peer's change was being applied
+    incomplete: list[str] = field(default_factory=list)  #: real paths that could not be read whole (see problems)
 
     @property
     def recorded(self) -> int:

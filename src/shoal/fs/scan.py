@@ -164,6 +164,7 @@ class Scanner:
                 )
                 incomplete.append(root)
         forget = self._deletions(index, roots, incomplete, full, start_ns, res, changes)
+        res.incomplete = incomplete
         self._flush(changes, refreshes, forget)
         if full and (self._maps_stored or res.deleted or res.changed):
             self.db.prune_chunk_maps()

@@ -151,7 +151,7 @@ class Walker:
             batch: list[Candidate] = []
             unchanged = 0
             with it:
-                for entry in it:
+                for entry in _entries(it, d, tally):
                     name = entry.name
                     if name.startswith(b".shoal-tmp."):  # a transfer in progress (or a stale one)
                         tally.temp_files.append(prefix + dec(name))
@@ -270,3 +270,14 @@ class _Child:
             return result
         finally:
             self.spool.close()
+
+
+def _entries(it: Iterator[os.DirEntry[bytes]], d: str, tally: WalkTally) -> Iterator[os.DirEntry[bytes]]:
+    """The entries of an open directory listing. Reading it may still fail after it opened (a directory
+    a peer's batch is replacing, a failing disk): that directory is then incomplete, never a crash that
+    would end the scan, or in a daemon, live mode."""
+    try:
+        yield from it
+    except OSError as e:
+        tally.problems.append(Problem(d, f"cannot list directory: {e.strerror}"))
+        tally.incomplete.append(d)

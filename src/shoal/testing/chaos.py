@@ -296,7 +296,7 @@ def run_campaign(
         report.live_drift = _differences(c)
         for _ in range(2):  # a verify can itself be the change the next one has to carry
             for n in c.nodes:
-                c.sync(n)
+                c.sync(n, "--full")
             report.converged_s = wait_converged(c, settle_s / 2)
             if report.converged_s is not None:
                 break
