@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from shoal.config.resolve import GroupView
 from shoal.engine.handshake import Authenticated
@@ -46,6 +47,7 @@ from shoal.state.db import KeptVersion, StateDB
 from shoal.transfer import delta
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
@@ -527,11 +529,11 @@ class Exchange:
         if journal:
             await self.r.db(lambda db: db.journal_put(journal, time.time_ns()))
         try:
-            await asyncio.to_thread(local_work)
+            await _whole(local_work)
             wanted = [(rec, real, local, seq) for rec, real, local, seq, data in files if data is None]
             for i in range(0, len(wanted), MAX_IN_FLIGHT):
                 staged += await self._fetch(tree, wanted[i : i + MAX_IN_FLIGHT], seqs, failed)
-            stored = await asyncio.to_thread(finish_work)
+            stored = await _whole(finish_work)
         except BaseException:
             # The session ended midway (or the daemon stops): what was received whole but not yet
             # renamed into place goes, and the directories get their recorded times back.
@@ -754,6 +756,25 @@ class Exchange:
                 if base is not None:
                     os.close(base[0])
         return out
+
+
+async def _whole(fn: Callable[[], T]) -> T:
+    """``fn()`` on a worker thread, which a cancellation does not cut short: the caller learns of the
+    cancellation only once the thread is done. (A thread cannot be stopped; had the batch closed its
+    directory fds while the thread still renamed through them, a number reused meanwhile would point
+    the rename at some other directory.)"""
+    work = asyncio.ensure_future(asyncio.to_thread(fn))
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller must see
+        raise asyncio.CancelledError
+    return work.result()
 
 
 def _content_length(msg: m.ContentData | m.ContentCopy) -> int:

@@ -149,6 +149,7 @@ class FileWriter:
         )
         self.hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)  # threads only for large inputs
         self.written = 0
+        self._removed = False
 
     def write(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
@@ -158,11 +159,21 @@ class FileWriter:
             view = view[n:]
         self.written += len(data)
 
+    def _close(self) -> None:
+        """Close the temp file once. A second close(2) of the same number would close whatever was
+        opened since under it (another thread's directory listing, the state database)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def abort(self) -> None:
+        """Drop the temp file; safe to call again, and after ``finish`` failed."""
         with contextlib.suppress(OSError):
-            os.close(self.fd)
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp, dir_fd=self.dfd)
+            self._close()
+        if not self._removed:
+            self._removed = True
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp, dir_fd=self.dfd)
 
     def finish(self) -> Staged:
         """Check the content and set metadata; the result goes to ``Tree.commit``."""
@@ -176,7 +187,7 @@ class FileWriter:
         except OSError as e:
             self.abort()
             raise ApplyError(f"{self.real}: cannot set metadata: {e.strerror}") from None
-        os.close(self.fd)
+        self._close()
         return Staged(self.real, self.dfd, self.tmp, self.name, rec, self.expect)
 
 
