@@ -391,3 +391,22 @@ def test_a_listing_that_fails_midway_leaves_that_directory_incomplete(
     assert paths(db, deleted=True) == set()  # nothing below the unread directory became a tombstone
     monkeypatch.setattr(os, "scandir", real_scandir)
     assert Scanner(db, cfg).scan().problems == []
+
+
+def test_a_directory_alone_and_a_busy_directory(tree: Path, db: StateDB) -> None:
+    """A directory a peer's batch holds (busy) is left for later as the directory alone; looking at a
+    directory alone records its own change and nothing below it."""
+    cfg = node_cfg(tree)
+    Scanner(db, cfg).scan()
+    sub = str(tree / "sub")
+    os.chmod(sub, 0o700)
+    (tree / "sub" / "b.txt").write_text("changed below")
+    res = Scanner(db, cfg, busy=lambda p: p == sub).scan([sub])
+    assert res.busy_dirs == [sub] and res.busy == []
+    assert res.changed_paths == ["%data%/sub/b.txt"]  # the file below was not held back
+    assert db.get_records(["%data%/sub"])["%data%/sub"].mode == 0o755
+    (tree / "sub" / "deep" / "c.bin").write_bytes(b"also changed below")
+    res = Scanner(db, cfg).scan([], alone=[sub])
+    assert res.changed_paths == ["%data%/sub"] and res.metadata == 1
+    assert db.get_records(["%data%/sub"])["%data%/sub"].mode == 0o700
+    assert Scanner(db, cfg).scan().changed_paths == ["%data%/sub/deep/c.bin"]  # left to a scan of it

@@ -334,8 +334,10 @@ class Exchange:
                 if rec.path in stale:
                     decisions[rec.path] = reconcile(locals_.get(rec.path), rec, ctxs[rec.path])
         # Until their records are stored, scans (ours, the watcher's) leave these paths alone: a file
-        # may be on disk before its record, and must not be taken for a local edit.
+        # may be on disk before its record, and must not be taken for a local edit. So for their
+        # directories, whose mtimes move until the batch puts the recorded ones back.
         reals = {real for _, real, _, _ in items}
+        reals |= {os.path.dirname(real) for real in reals}
         self.r.applying.update(reals)
         try:
             return await self._execute(items, locals_, decisions, open_)

@@ -82,6 +82,7 @@ class Live:
         self.wake = asyncio.Event()
         self.stats = LiveStats(peers={p: PeerHealth() for p in cfg.peers()})
         self.links: dict[str, asyncio.Task[None]] = {}
+        self._alone: set[str] = set()  #: directories to look at without their contents (skipped while busy)
         self.link_reports: dict[str, SessionReport] = {}
         self._next_verify = time.monotonic() + self._jitter(self.verify_s)
         self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
@@ -111,7 +112,8 @@ class Live:
                 due = self.agg.due_at()
                 if due is not None and now >= due:
                     paths = self.agg.take()
-                    await self._cycle(paths, "changes" if paths is not None else "queue overflow")
+                    alone = self._take_alone()
+                    await self._cycle(paths, "changes" if paths is not None else "queue overflow", alone)
                 if now >= self._next_verify:
                     self._next_verify = now + self._jitter(self.verify_s)
                     await self._cycle(None, "scheduled verify")
@@ -164,9 +166,10 @@ class Live:
             return None
         w.read()  # events the kernel queued before the request came in (the writes our caller made)
         paths = self.agg.take()
+        alone = self._take_alone()
         if paths is None:
             return None
-        res = await self.r.db(lambda db: self.r.scanner(db).scan(paths) if paths else ScanResult())
+        res = await self.r.db(lambda db: self.r.scanner(db).scan(paths, alone) if paths or alone else ScanResult())
         self._again(res)
         return res
 
@@ -176,6 +179,9 @@ class Live:
         now = time.monotonic()
         if res.busy:
             self.agg.add(res.busy, now)
+        if res.busy_dirs:  # the directory alone: its entries have events of their own
+            self._alone.update(res.busy_dirs)
+            self.agg.add([], now)
         if res.incomplete:
             self.agg.add(res.incomplete, now + RETRY_INCOMPLETE_S)
 
@@ -189,16 +195,23 @@ class Live:
     def _peers_to_retry(self, now: float) -> bool:
         return any(0 < h.down_until <= now for h in self.stats.peers.values())
 
-    async def _cycle(self, paths: list[str] | None, why: str) -> None:
-        """Scan ``paths`` (None: everything; []: nothing), then sync with the peers that are up if the
-        scan recorded a change, on a full verify, or to retry peers that were down."""
+    def _take_alone(self) -> list[str]:
+        out = sorted(self._alone)
+        self._alone.clear()
+        return out
+
+    async def _cycle(self, paths: list[str] | None, why: str, alone: list[str] | None = None) -> None:
+        """Scan ``paths`` (None: everything; []: nothing) and the directories ``alone`` (without their
+        contents), then sync with the peers that are up if the scan recorded a change, on a full verify,
+        or to retry peers that were down."""
         t0 = time.monotonic()
+        alone = alone or []
         async with self.r.sync_lock:
             scanned = None
-            if paths is None or paths:
+            if paths is None or paths or alone:
                 # The paths a peer's batch is applying right now are skipped (their files may be on
                 # disk before their records): a scan must not take them for local edits.
-                scanned = await self.r.db(lambda db: self.r.scanner(db).scan(paths))
+                scanned = await self.r.db(lambda db: self.r.scanner(db).scan(paths, alone))
                 self._again(scanned)  # a local edit may hide in what it skipped
                 if paths is None:
                     self.stats.full_scans += 1

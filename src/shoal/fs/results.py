@@ -26,6 +26,7 @@ class ScanResult:
     problems: list[Problem] = field(default_factory=list)
     changed_paths: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  #: real paths skipped: a peer's change was being applied
+    busy_dirs: list[str] = field(default_factory=list)  #: directories skipped so (to look at alone, later)
     incomplete: list[str] = field(default_factory=list)  #: real paths that could not be read whole (see problems)
 
     @property

@@ -114,15 +114,17 @@ class Scanner:
             roots.append(clean)
         return minimal_roots(roots)
 
-    def _parents(self, roots: list[str]) -> list[str]:
-        """The managed directories holding ``roots`` that no root covers (each looked at alone)."""
-        out = {os.path.dirname(r) for r in roots if r != "/"}
+    def _parents(self, roots: list[str], alone: Sequence[str] = ()) -> list[str]:
+        """The managed directories holding ``roots``, and those in ``alone``, that no root covers (each
+        looked at alone)."""
+        out = {os.path.dirname(r) for r in roots if r != "/"} | {a.rstrip("/") or "/" for a in alone}
         return sorted(d for d in out if not any(is_within(d, r) for r in roots) and self.matcher.is_managed(d))
 
     # -- scanning ------------------------------------------------------------------------------------
 
-    def scan(self, paths: Sequence[str] | None = None) -> ScanResult:
-        """Scan everything (``paths`` None) or only the given real paths and what lies below them."""
+    def scan(self, paths: Sequence[str] | None = None, alone: Sequence[str] = ()) -> ScanResult:
+        """Scan everything (``paths`` None) or only the given real paths and what lies below them, and
+        the directories in ``alone`` without what lies below them."""
         t0 = time.monotonic()
         start_ns = self.clock_ns()
         res = ScanResult()
@@ -148,7 +150,7 @@ class Scanner:
                 on_batch(first)
                 self.walker.walk_split(stack, tally, index, on_batch)
             if not full:  # what changed below a directory changed its mtime: look at the directory itself
-                parents = self._parents(roots)
+                parents = self._parents(roots, alone)
                 own = self.db.scan_index_of(self.pmap.to_logical(d) for d in parents)
                 for d in parents:
                     on_batch(self.walker.start(d, tally, own)[0])
@@ -205,10 +207,13 @@ class Scanner:
         """Read content where needed and turn candidates into changes or refreshes."""
         if self.busy is not None:
             busy = self.busy
-            skipped = [fsdecode(p[0]) for p in pending if busy(fsdecode(p[0]))]
-            if skipped:
-                res.busy.extend(skipped)
-                pending = [p for p in pending if not busy(fsdecode(p[0]))]
+            # Asked once per path: the set behind ``busy`` changes on another thread meanwhile.
+            flags = [busy(fsdecode(p[0])) for p in pending]
+            if any(flags):
+                skipped = [p for p, f in zip(pending, flags, strict=True) if f]
+                res.busy.extend(fsdecode(p[0]) for p in skipped if p[3] is not Kind.DIR)
+                res.busy_dirs.extend(fsdecode(p[0]) for p in skipped if p[3] is Kind.DIR)
+                pending = [p for p, f in zip(pending, flags, strict=True) if not f]
         if not pending:
             return
         olds = self.db.get_records(fsdecode(p[1]) for p in pending)
