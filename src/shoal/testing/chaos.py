@@ -235,7 +235,18 @@ def wait_converged(c: Cluster, timeout_s: float) -> float | None:
     return None
 
 
-def _differences(c: Cluster) -> list[str]:
+def _differences(c: Cluster, attempts: int = 20) -> list[str]:
+    """What differs between the trees now (the daemons may still be applying: a file that goes away
+    mid-walk means walking again)."""
+    for _ in range(attempts - 1):
+        try:
+            return _differences_once(c)
+        except OSError:
+            time.sleep(0.5)
+    return _differences_once(c)
+
+
+def _differences_once(c: Cluster) -> list[str]:
     names = list(c.nodes)
     first = _content(c, names[0])
     out = []
