@@ -22,6 +22,8 @@ The checks.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import random
@@ -40,6 +42,25 @@ SHARED = 6  #: shared files every writer overwrites
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _replace_seeing(tmp: Path, path: Path) -> str | None:
+    """Rename ``tmp`` over ``path`` and return the digest of what it replaced (None: nothing). One
+    atomic exchange (renameat2), so a version a daemon put at ``path`` a moment before cannot slip by
+    unseen, as it could between reading ``path`` and renaming: a user's blind overwrite, not a loss."""
+    if _libc.renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        if err != errno.ENOENT:
+            raise OSError(err, os.strerror(err), str(path))
+        os.replace(tmp, path)  # nothing there yet
+        return None
+    old = _read_digest(tmp)  # now under the excluded temp name
+    tmp.unlink()
+    return old
 
 
 def _read_digest(path: Path) -> str | None:
@@ -110,11 +131,10 @@ class Writer(threading.Thread):
             tmp.write_bytes(data)
             digest = _digest(data)
             self.ledger.add(digest)
-            just_before = _read_digest(path)  # the daemon may have replaced it meanwhile
-            os.replace(tmp, path)
-            with self.ledger.lock:
+            replaced = _replace_seeing(tmp, path)  # exactly what the rename replaced (the daemon may
+            with self.ledger.lock:  # have put a peer's version there just before)
                 self.ledger.shared.setdefault(rel, []).append((digest, self.node))
-                self.ledger.seen_as_base.update(d for d in (before, just_before) if d is not None)
+                self.ledger.seen_as_base.update(d for d in (before, replaced) if d is not None)
         elif op < 0.55 or len(own) < 5:  # a new file
             rel = f"{self.own}/d{rng.randrange(4)}/f{self.counter}"
             data = rng.randbytes(self._size())
