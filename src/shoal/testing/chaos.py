@@ -79,6 +79,7 @@ class Ledger:
     shared: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # rel -> [(digest, node)]
     seen_as_base: set[str] = field(default_factory=set)
     writes: int = 0
+    unseen: int = 0  #: shared writes whose rename replaced a version other than the one read before
 
     def add(self, digest: str) -> None:
         with self.lock:
@@ -135,6 +136,7 @@ class Writer(threading.Thread):
             with self.ledger.lock:  # have put a peer's version there just before)
                 self.ledger.shared.setdefault(rel, []).append((digest, self.node))
                 self.ledger.seen_as_base.update(d for d in (before, replaced) if d is not None)
+                self.ledger.unseen += replaced != before
         elif op < 0.55 or len(own) < 5:  # a new file
             rel = f"{self.own}/d{rng.randrange(4)}/f{self.counter}"
             data = rng.randbytes(self._size())
@@ -208,6 +210,7 @@ class Report:
     shared_versions: int = 0
     lost: list[str] = field(default_factory=list)  #: shared versions neither final, overwritten knowingly, nor kept
     kept: int = 0  #: versions found in conflict stores
+    unseen: int = 0  #: shared writes that replaced a version their writer had not read (see Ledger)
     leftover_temps: int = 0  #: shoal temp files left at the end (a later scan removes them once old)
     writer_errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -333,7 +336,7 @@ def run_campaign(
                 break
         if report.converged_s is None:
             report.notes.extend(_differences(c)[:20])
-    report.writes = ledger.writes
+    report.writes, report.unseen = ledger.writes, ledger.unseen
     report.samples, report.sweeps, report.torn = sampler.samples, sampler.sweeps, sampler.torn
     report.writer_errors = [f"{w.node}: {w.error!r}" for w in writers if w.error is not None]
     for w in writers:
@@ -418,6 +421,7 @@ def format_report(r: Report) -> str:
         ("shared versions written", r.shared_versions),
         ("  lost (not final, not overwritten knowingly, not kept)", len(r.lost)),
         ("  kept in conflict stores", r.kept),
+        ("  overwritten by a writer that had read an older one", r.unseen),
         ("temp files left (removed by a later scan)", r.leftover_temps),
         ("writer errors", len(r.writer_errors)),
         ("FAILURES", r.failures),
