@@ -142,17 +142,27 @@ def record(path: str, data: bytes, node: str = "alpha", size: int | None = None)
 # -- without valid keys -------------------------------------------------------------------------------
 
 
-def test_wrong_group_key(net: Cluster) -> None:
+def refused_as_alpha(net: Cluster, forge: Callable[[Keys], None], answer: str, log_line: str) -> None:
+    """A handshake as alpha with what ``forge`` made of alpha's keys: refused with ``answer`` on the wire
+    and ``log_line`` in beta's log, and the connection dropped."""
+
     async def attack() -> None:
         keys = await Keys.of(net, "alpha")
-        keys.group_key = os.urandom(32)
+        forge(keys)
         ch = await connect(net)
-        _, _, answer = await handshake(ch, keys)
-        assert isinstance(answer, m.Refused) and "wrong group key" in answer.reason
+        _, _, got = await handshake(ch, keys)
+        assert isinstance(got, m.Refused) and answer in got.reason
         await until_closed(ch)
 
-    with one_refusal(net, "refused alpha at 127.0.0.9: wrong group key for group 'g'"):
+    with one_refusal(net, log_line):
         run(attack)
+
+
+def test_wrong_group_key(net: Cluster) -> None:
+    def forge(keys: Keys) -> None:
+        keys.group_key = os.urandom(32)
+
+    refused_as_alpha(net, forge, "wrong group key", "refused alpha at 127.0.0.9: wrong group key for group 'g'")
 
 
 def test_copied_certificate_without_its_key(net: Cluster) -> None:
@@ -160,16 +170,10 @@ def test_copied_certificate_without_its_key(net: Cluster) -> None:
     # group key, but not alpha's private key
     assert net.sync("alpha", "--peer", "beta").returncode == 0
 
-    async def attack() -> None:
-        keys = await Keys.of(net, "alpha")
+    def forge(keys: Keys) -> None:
         keys.key = ed25519.Ed25519PrivateKey.generate()
-        ch = await connect(net)
-        _, _, answer = await handshake(ch, keys)
-        assert isinstance(answer, m.Refused) and "proof is invalid" in answer.reason
-        await until_closed(ch)
 
-    with one_refusal(net, "refused alpha at 127.0.0.9: the peer's node-key proof is invalid"):
-        run(attack)
+    refused_as_alpha(net, forge, "proof is invalid", "refused alpha at 127.0.0.9: the peer's node-key proof is invalid")
 
 
 def test_replayed_handshake(net: Cluster) -> None:
