@@ -46,3 +46,18 @@ def test_overflow_or_flood_means_everything() -> None:
     b = Aggregator(escalate_at=10**9, flood_at=5)
     b.add([f"/r/{i}/f" for i in range(6)], now=0)
     assert b.take() is None
+
+
+def test_a_directory_alone_covers_nothing_and_is_due_like_a_path() -> None:
+    a = Aggregator(delay_s=0.02)
+    a.add_alone(["/r/d"], 10.0)
+    assert a.due_at() == 10.02 and a.pending == 1
+    a.add(["/r/d/f"], 10.01)  # not covered by a directory alone
+    assert a.take_alone() == ["/r/d"] and a.take() == ["/r/d/f"]
+    assert a.due_at() is None and a.pending == 0
+    a.add(["/r/d"], 11.0)
+    a.add_alone(["/r/d", "/r/d/sub"], 11.0)  # a pending subtree covers them
+    assert a.take_alone() == [] and a.take() == ["/r/d"]
+    a.add(None, 12.0)
+    a.add_alone(["/r/x"], 12.0)  # everything covers it too
+    assert a.take_alone() == [] and a.take() is None

@@ -82,7 +82,6 @@ class Live:
         self.wake = asyncio.Event()
         self.stats = LiveStats(peers={p: PeerHealth() for p in cfg.peers()})
         self.links: dict[str, asyncio.Task[None]] = {}
-        self._alone: set[str] = set()  #: directories to look at without their contents (skipped while busy)
         self.link_reports: dict[str, SessionReport] = {}
         self._next_verify = time.monotonic() + self._jitter(self.verify_s)
         self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
@@ -111,8 +110,8 @@ class Live:
                 now = time.monotonic()
                 due = self.agg.due_at()
                 if due is not None and now >= due:
+                    alone = self.agg.take_alone()
                     paths = self.agg.take()
-                    alone = self._take_alone()
                     await self._cycle(paths, "changes" if paths is not None else "queue overflow", alone)
                 if now >= self._next_verify:
                     self._next_verify = now + self._jitter(self.verify_s)
@@ -165,8 +164,8 @@ class Live:
         if w is None or w.unwatched:
             return None
         w.read()  # events the kernel queued before the request came in (the writes our caller made)
+        alone = self.agg.take_alone()
         paths = self.agg.take()
-        alone = self._take_alone()
         if paths is None:
             return None
         res = await self.r.db(lambda db: self.r.scanner(db).scan(paths, alone) if paths or alone else ScanResult())
@@ -180,8 +179,7 @@ class Live:
         if res.busy:
             self.agg.add(res.busy, now)
         if res.busy_dirs:  # the directory alone: its entries have events of their own
-            self._alone.update(res.busy_dirs)
-            self.agg.add([], now)
+            self.agg.add_alone(res.busy_dirs, now)
         if res.incomplete:
             self.agg.add(res.incomplete, now + RETRY_INCOMPLETE_S)
 
@@ -194,11 +192,6 @@ class Live:
 
     def _peers_to_retry(self, now: float) -> bool:
         return any(0 < h.down_until <= now for h in self.stats.peers.values())
-
-    def _take_alone(self) -> list[str]:
-        out = sorted(self._alone)
-        self._alone.clear()
-        return out
 
     async def _cycle(self, paths: list[str] | None, why: str, alone: list[str] | None = None) -> None:
         """Scan ``paths`` (None: everything; []: nothing) and the directories ``alone`` (without their

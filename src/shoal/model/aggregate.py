@@ -7,7 +7,8 @@
 - Escalation: when more than ``escalate_at`` paths are pending in one directory, they become that
   directory (one subtree scan instead of thousands of single paths); past ``flood_at`` pending paths
   in all, the batch becomes a scan of everything.
-- A pending directory covers everything below it.
+- A pending directory covers everything below it; a directory added *alone* (``add_alone``: to look at
+  its own entry later, not its contents) covers nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Aggregator:
     escalate_at: int = 256
     flood_at: int = 50_000
     _paths: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    _alone: dict[str, None] = field(default_factory=dict)  # directories to look at without their contents
     _per_dir: dict[str, int] = field(default_factory=dict)
     _first: float | None = None
     _everything: bool = False
@@ -51,6 +53,16 @@ class Aggregator:
             self._paths.clear()
             self._per_dir.clear()
 
+    def add_alone(self, directories: list[str], now: float) -> None:
+        """Note directories whose own entry (mode, owner, mtime) needs a look, not what lies below."""
+        if self._first is None:
+            self._first = now
+        if self._everything:
+            return
+        for d in directories:
+            if d not in self._paths and not self._covered(d):
+                self._alone[d] = None
+
     def _covered(self, p: str) -> bool:
         while True:
             p = p.rpartition("/")[0]
@@ -70,7 +82,7 @@ class Aggregator:
 
     @property
     def pending(self) -> int:
-        return len(self._paths) + (1 if self._everything else 0)
+        return len(self._paths) + len(self._alone) + (1 if self._everything else 0)
 
     def due_at(self) -> float | None:
         """When the pending batch is due (None: nothing pending)."""
@@ -82,9 +94,16 @@ class Aggregator:
         """Past ``max_wait``: must go out even if the owner would rather wait."""
         return self._first is not None and now >= self._first + self.max_wait_s
 
+    def take_alone(self) -> list[str]:
+        """The directories added alone (before ``take``: a scan of everything covers them too)."""
+        out = [] if self._everything else list(self._alone)
+        self._alone.clear()
+        return out
+
     def take(self) -> list[str] | None:
-        """The batch (``None`` = scan everything), resetting the aggregator."""
+        """The batch (``None`` = scan everything), resetting the aggregator (``take_alone`` first)."""
         out = None if self._everything else list(self._paths)
+        self._alone.clear()
         self._paths.clear()
         self._per_dir.clear()
         self._first = None
