@@ -14,24 +14,19 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import blake3
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shoal.engine.handshake import HANDSHAKE_TIMEOUT_S
-from shoal.engine.replica import Replica
-from shoal.fs.config_source import load_node_config
-from shoal.net.transport import MAX_UNAUTHENTICATED_PER_ADDRESS, Channel, dial
-from shoal.proto import auth
+from shoal.net.transport import MAX_UNAUTHENTICATED_PER_ADDRESS
 from shoal.proto import messages as m
 from shoal.proto.frames import frame
 from shoal.testing.cluster import Cluster
-
-ATTACKER = "127.0.0.9"  # a source address of its own, so the per-address cap never meets the real peers
+from tests.integration.scripted import ATTACKER, Keys, connect, handshake, record, run, session, until_closed
 
 
 @pytest.fixture
@@ -71,72 +66,6 @@ def one_refusal(c: Cluster, needle: str, wait_s: float = 10.0) -> Iterator[None]
     r = c.sync("alpha", "--peer", "beta")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (c.nodes["beta"].data / probe.name).read_text() == "still served"
-
-
-class Keys:
-    """What a node holds: its key, its certificate, the group key (any of them may be forged)."""
-
-    def __init__(self, node: str, key: ed25519.Ed25519PrivateKey, cert: bytes, group_key: bytes) -> None:
-        self.node, self.key, self.cert, self.group_key = node, key, cert, group_key
-
-    @classmethod
-    async def of(cls, c: Cluster, node: str) -> Keys:
-        replica = await Replica.open(load_node_config(str(c.config), node), str(c.nodes[node].state))
-        try:
-            return cls(node, replica.key, replica.cert_der, replica.group_keys["g"])
-        finally:
-            await replica.close()
-
-
-async def connect(c: Cluster) -> Channel:
-    beta = c.nodes["beta"]
-    return await dial(beta.address, beta.port, tls=True, source=ATTACKER)
-
-
-async def handshake(ch: Channel, keys: Keys, *, nonce: bytes | None = None) -> tuple[m.Hello, m.Proof, m.Message]:
-    """The client side of the handshake with whatever ``keys`` hold; returns what was sent and the answer
-    to the proof (Welcome's predecessor Proof, or Refused)."""
-    hello = m.Hello(m.PROTOCOL_VERSION, keys.node, nonce or os.urandom(32), keys.cert, ["g"], "db-x", True)
-    await ch.send(hello)
-    theirs = await ch.recv(10)
-    assert isinstance(theirs, m.Hello), theirs
-    data = auth.transcript(hello.nonce, theirs.nonce, auth.fingerprint(keys.cert), auth.fingerprint(theirs.cert), ["g"])
-    proof = m.Proof(auth.sign(keys.key, data, "client"), {"g": auth.group_mac(keys.group_key, data, "client", "g")})
-    await ch.send(proof)
-    return hello, proof, await ch.recv(10)
-
-
-@contextlib.asynccontextmanager
-async def session(c: Cluster, node: str) -> AsyncIterator[Channel]:
-    """An authenticated session with beta as ``node`` (real keys), past the Welcome."""
-    ch = await connect(c)
-    try:
-        _, _, answer = await handshake(ch, await Keys.of(c, node))
-        assert isinstance(answer, m.Proof), answer
-        assert isinstance(await ch.recv(10), m.Welcome)
-        yield ch
-    finally:
-        await ch.close()
-
-
-async def until_closed(ch: Channel, timeout_s: float = 10) -> None:
-    """Read until beta drops the connection (it must, within the time)."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(timeout_s):
-            while True:
-                await ch.recv(timeout_s)
-    assert ch.reader.at_eof() or ch.writer.is_closing(), "beta kept the connection open"
-
-
-def run(coro: Callable[[], object]) -> None:
-    asyncio.run(asyncio.wait_for(coro(), 60))  # type: ignore[arg-type]
-
-
-def record(path: str, data: bytes, node: str = "alpha", size: int | None = None) -> m.WireRecord:
-    return m.WireRecord(
-        path, 0, len(data) if size is None else size, 0o644, 0, 0, "root", "root", 1_700_000_000_000_000_000,
-        blake3.blake3(data).digest(), None, 0, [(node, 3_000_000_000)], None, False, 1,
-    )  # fmt: skip
 
 
 # -- without valid keys -------------------------------------------------------------------------------
