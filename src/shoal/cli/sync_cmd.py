@@ -163,6 +163,8 @@ def _render(app: AppContext, report: object) -> int:
         for problem in sess.problems:
             click.echo(f"  problem: {problem}")
             reasons.append(problem)
+        if sess.superseded:  # not a problem: the new versions are the next sync's
+            click.echo(f"  {sess.superseded} file(s) changed on {sess.peer} while being sent; not taken this time")
         for path in sess.peer_conflicts:
             click.echo(f"  conflict on {sess.peer}: {path} (changed there and here; both versions kept)")
             reasons.append(f"conflict on {path} at {sess.peer}")

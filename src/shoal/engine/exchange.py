@@ -35,7 +35,16 @@ from shoal.engine.reports import SessionReport
 from shoal.engine.resolution import settled_conflicts
 from shoal.engine.serving import Responder
 from shoal.engine.wire import record_bytes, to_record
-from shoal.fs.apply import ApplyError, DirectoryNotEmpty, FileWriter, Staged, Tree, discard, disk_matches
+from shoal.fs.apply import (
+    ApplyError,
+    ContentMismatch,
+    DirectoryNotEmpty,
+    FileWriter,
+    Staged,
+    Tree,
+    discard,
+    disk_matches,
+)
 from shoal.fs.scan import Scanner
 from shoal.model.paths import UnsafePath
 from shoal.model.reconcile import Action, Context, Decision, reconcile, stored_vector
@@ -55,6 +64,7 @@ DRAIN_S = 2.0  #: how long a finished session waits for requests it already read
 MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
 MAX_PROBLEMS_SHOWN = 5  #: per peer, in 'shoal status'
 KEEPALIVE_S = 15.0  #: a lasting session pokes at least this often
+RETRY_HELD_S = 1.0  #: a lasting session pulls again this soon after a record held its pull back (doubling)
 
 
 def _depth(path: str) -> int:
@@ -101,6 +111,8 @@ class Exchange:
         self._poked = asyncio.Event()  # the peer has records we may not have
         self.local_changed = asyncio.Event()  # we have records the peer may not have: poke it
         self._peer_upto = 0
+        self._held_pulls = 0  # pulls in a row that a record which could not be applied held back
+        self._retry_at: float | None = None  # when a lasting session pulls again unasked, after such a pull
         # What we asked for and not yet fully received: anything else of those kinds is a protocol error
         # (a peer may not push pages or content at us, so our queues only ever hold answers).
         self._index_asked = 0  # index requests whose last page (more=False) has not arrived
@@ -146,14 +158,19 @@ class Exchange:
         """After the first round: the server until the client's Bye, a persistent client until it is
         cancelled or the connection ends. Either side pulls again when poked (if the poke says the peer
         has records past our watermark), pokes the peer when our records change, and pokes every
-        ``KEEPALIVE_S`` so that neither side's read timeout fires on a quiet link."""
+        ``KEEPALIVE_S`` so that neither side's read timeout fires on a quiet link. A pull that a record
+        held back is tried again unasked, after ``RETRY_HELD_S`` doubling (the peer may have nothing new
+        to poke about: a full disk here that has since been cleared, a local edit now scanned)."""
+        keepalive_at = time.monotonic() + KEEPALIVE_S
         while not self._bye.is_set():
+            wake_at = keepalive_at if self._retry_at is None else min(keepalive_at, self._retry_at)
             waits = [
                 asyncio.create_task(e.wait())
                 for e in (self._poked, self.local_changed, self._bye, self._closed, self.r.stopping)
             ]
             try:
-                woken, _ = await asyncio.wait(waits, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+                timeout = max(0.0, wake_at - time.monotonic())
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in waits:
                     w.cancel()
@@ -161,16 +178,18 @@ class Exchange:
                 return
             if self._closed.is_set():
                 raise PeerClosed(self._close_reason or f"{self.auth.peer} went away")
-            if self._poked.is_set():
+            retry = self._retry_at is not None and time.monotonic() >= self._retry_at
+            if self._poked.is_set() or retry:
                 self._poked.clear()
                 received = (await self.r.db(lambda db: db.watermarks(self.auth.peer)))[1]
-                if self.pull_enabled and self._peer_upto > received:
+                if self.pull_enabled and (retry or self._peer_upto > received):
                     await self._pull()
                     self.progress(self.report)
-            # Poke when our records changed, or as a keepalive when nothing happened for a while;
-            # never in answer to a poke (two lasting sessions would bounce pokes forever).
-            if self.local_changed.is_set() or not woken:
+            # Poke when our records changed, or as a keepalive every KEEPALIVE_S; never in answer to a
+            # poke (two lasting sessions would bounce pokes forever).
+            if self.local_changed.is_set() or time.monotonic() >= keepalive_at:
                 self.local_changed.clear()
+                keepalive_at = time.monotonic() + KEEPALIVE_S
                 await self.ch.send(m.Poke(await self.r.db(lambda db: db.last_seq())))
 
     async def _wait_for(self, event: asyncio.Event) -> None:
@@ -247,6 +266,17 @@ class Exchange:
     # -- puller --------------------------------------------------------------------------------------
 
     async def _pull(self) -> None:
+        """Take the peer's records past our watermark; after one that could not be applied, schedule
+        the next try (a lasting session's)."""
+        if await self._pull_pages():
+            self._held_pulls += 1
+            delay = min(KEEPALIVE_S, RETRY_HELD_S * 2 ** min(self._held_pulls - 1, 8))
+            self._retry_at = time.monotonic() + delay
+        else:
+            self._held_pulls, self._retry_at = 0, None
+
+    async def _pull_pages(self) -> bool:
+        """One pull; True if a record could not be applied (the watermark stays before it)."""
         peer = self.auth.peer
         known_db = await self.r.db(lambda db: db.get_meta(f"peer_db_id:{peer}"))
         if known_db != self.auth.peer_db_id:
@@ -280,7 +310,7 @@ class Exchange:
                     await self.r.db(_set_received(peer, batch.upto))
                     await self.ch.send(m.Ack(batch.upto))
             if not batch.more:
-                return
+                return held
 
     async def _slave_catch_up(self) -> None:
         """A slave's own changes must be replaced by the master's versions, which we may have received
@@ -612,13 +642,22 @@ class Exchange:
 
         await self.r.db(run)
 
-    def _problem(self, message: str, seq: int, failed: list[int]) -> None:
+    def _problem(self, message: str, seq: int, failed: list[int], *, hold: bool = True) -> None:
+        """``message`` goes to the report, the status and the log; with ``hold`` the peer's record ``seq``
+        holds the watermark back (it is offered again). Without: what arrived was not the version the
+        record describes, so the peer's file changed, and its record of the change comes later."""
         self.report.problems.append(message)
-        failed.append(seq)
+        if hold:
+            failed.append(seq)
         recent = self.r.apply_problems.setdefault(self.auth.peer, [])
         recent.append(message)
         del recent[:-MAX_PROBLEMS_SHOWN]
         log.warning("%s (from %s)", message, self.auth.peer)
+
+    def _superseded(self, real: str, why: str | None) -> None:
+        """The peer no longer has the version it offered: not a problem, and nothing to ask again for."""
+        self.report.superseded += 1
+        log.info("%s: not taken from %s: %s there; its record of the change follows", real, self.auth.peer, why)
 
     def _observed(self, rec: Record, real: str, vector: Vector, origin: str | None) -> Record:
         """The record to store for an applied change: the peer's version, as it now is on our disk."""
@@ -666,6 +705,8 @@ class Exchange:
             staged.append(w.finish())
             seqs[real] = seq
             self.report.bytes_in += len(data)
+        except ContentMismatch as e:  # the peer's file changed as it read it: that version is gone
+            self._problem(str(e), seq, failed, hold=False)
         except (ApplyError, UnsafePath, OSError) as e:
             self._problem(str(e), seq, failed)
 
@@ -688,13 +729,15 @@ class Exchange:
             bases[i] = base
             have = list(base[1]) if base is not None else []
             self._content_asked += 1
-            await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have))
+            await self.ch.send(m.ContentRequest(i, rec.path, rec.hash or b"", have, rec.size_bytes))
         out: list[Staged] = []
         writer: FileWriter | None = None
         try:
             for i, (rec, real, local, seq) in enumerate(wanted):
                 writer = None
                 error: str | None = None
+                hold = True  # the failure is ours (or unexplained): this record is offered again
+                gone = False  # the peer no longer has this version: its newer record follows
                 new_map: list[tuple[bytes, int, int]] = []  # delta mode: the new version's chunks, for free
                 offset = 0
                 try:
@@ -706,12 +749,14 @@ class Exchange:
                     if not isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd) or msg.id != i:
                         raise PeerClosed(f"{self.auth.peer} sent content out of order")
                     if isinstance(msg, m.ContentEnd):
+                        gone = error is None and msg.gone
                         error = error or msg.error
                         break
                     if writer is None or error is not None:
                         continue
                     if offset + _content_length(msg) > rec.size_bytes:  # the hash check would come too late
                         error = f"the peer sent more than the record's {rec.size_bytes} bytes"
+                        hold = False  # its file grew while it was read (or it lies): not that version
                         continue
                     try:
                         if isinstance(msg, m.ContentData):
@@ -740,13 +785,18 @@ class Exchange:
                         if bases[i] is not None and rec.hash is not None:
                             self._new_maps[rec.hash] = new_map
                         continue
+                    except ContentMismatch as e:
+                        error, hold = str(e), False
                     except ApplyError as e:
                         error = str(e)
                 if writer is not None:
                     writer.abort()
                     self._aborted.append(rec.path)
                 writer = None
-                self._problem(f"{real}: {error}", seq, failed)
+                if gone:
+                    self._superseded(real, error)
+                else:
+                    self._problem(f"{real}: {error}", seq, failed, hold=hold)
         except BaseException:
             if writer is not None:  # cut off in the middle of this file
                 writer.abort()

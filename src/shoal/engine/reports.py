@@ -21,6 +21,7 @@ class SessionReport:
     resolved: list[str] = field(default_factory=list)  #: conflicts settled here: "PATH: how"
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    superseded: int = 0  #: versions the peer replaced while we asked for them (the newer ones follow)
     would_change: list[str] = field(default_factory=list)  #: dry run: what pulling would change here
     error: str | None = None
     #: what the peer reported when it took our changes

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 INDEX_PAGE = 1000
 MAX_PATHS_ASKED = 1000  #: records asked for by path in one request
+#: open(2) errors that mean the file asked for is no longer there (deleted, renamed, now a symlink)
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 class Responder:
@@ -144,9 +148,14 @@ class Responder:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
-            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}"))
+            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}", gone=e.errno in _GONE))
             return
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or (req.size >= 0 and st.st_size != req.size):
+                # Not the version asked for: the scan that records what is there now follows.
+                await self.ch.send(m.ContentEnd(req.id, "changed since it was recorded", gone=True))
+                return
             chunks = self.r.chunk_cache.get(req.hash) if req.have else None
             if req.have and chunks is None:
                 wanted = req.hash

@@ -76,6 +76,10 @@ class DirectoryNotEmpty(ApplyError):
     """A deletion of a directory that still holds entries: it stays."""
 
 
+class ContentMismatch(ApplyError):
+    """What arrived is not the record's version (the sender's file changed while it was read)."""
+
+
 def disk_matches(real: str, expect: Record | None) -> bool:
     """Does the disk still hold what ``expect`` says (nothing, for None or a tombstone)?"""
     try:
@@ -180,7 +184,7 @@ class FileWriter:
         rec = self.record
         if self.hasher.digest() != rec.hash or self.written != rec.size_bytes:
             self.abort()
-            raise ApplyError(f"{self.real}: received content does not match the record's hash")
+            raise ContentMismatch(f"{self.real}: received content does not match the record's hash")
         try:
             self.tree.set_owner_mode(self.fd, rec)
             os.utime(self.fd, ns=(time.time_ns(), rec.mtime_ns))

@@ -84,12 +84,14 @@ class IndexBatch(msgspec.Struct, tag="index_batch", frozen=True):
 
 class ContentRequest(msgspec.Struct, tag="content_request", frozen=True):
     """Send me the content of ``path`` at ``hash``. ``have`` lists the chunk digests of my current copy
-    so that you can send references instead of bytes (delta transfer)."""
+    so that you can send references instead of bytes (delta transfer). ``size`` is that version's
+    size: a file of another size is another version, answered ``gone`` without sending it (-1: unknown)."""
 
     id: int
     path: str
     hash: bytes
     have: list[bytes]
+    size: int = -1
 
 
 class ContentData(msgspec.Struct, tag="content_data", frozen=True):
@@ -107,6 +109,9 @@ class ContentCopy(msgspec.Struct, tag="content_copy", frozen=True):
 class ContentEnd(msgspec.Struct, tag="content_end", frozen=True):
     id: int
     error: str | None  #: why the content could not be sent (changed meanwhile, vanished), or None
+    #: the version asked for is no longer on my disk (deleted, replaced, of another size): my record of
+    #: what is there now comes after it, so the asker need not ask again for this one
+    gone: bool = False
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
