@@ -738,6 +738,7 @@ class Exchange:
                 error: str | None = None
                 hold = True  # the failure is ours (or unexplained): this record is offered again
                 gone = False  # the peer no longer has this version: its newer record follows
+                copied = False  # chunks came from our own copy (which may have changed meanwhile)
                 new_map: list[tuple[bytes, int, int]] = []  # delta mode: the new version's chunks, for free
                 offset = 0
                 try:
@@ -773,6 +774,7 @@ class Exchange:
                                     error = "the peer referred to a chunk we do not have"
                                     break
                                 writer.write(os.pread(base[0], where[1], where[0]))
+                                copied = True
                                 new_map.append((ref, offset, length))
                                 offset += length
                     except OSError as e:
@@ -785,8 +787,8 @@ class Exchange:
                         if bases[i] is not None and rec.hash is not None:
                             self._new_maps[rec.hash] = new_map
                         continue
-                    except ContentMismatch as e:
-                        error, hold = str(e), False
+                    except ContentMismatch as e:  # the peer's file changed as it read it, unless ours did
+                        error, hold = str(e), copied
                     except ApplyError as e:
                         error = str(e)
                 if writer is not None:
