@@ -61,6 +61,39 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+#: renameat2 errors meaning the filesystem cannot do it: fall back to a plain rename
+_NO_RENAMEAT2 = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+def renameat2(dfd: int, src: str, dst: str, flags: int) -> None:
+    """renameat2(2) within one directory: RENAME_NOREPLACE fails with FileExistsError where ``dst``
+    exists; RENAME_EXCHANGE swaps the two entries atomically."""
+    if _libc.renameat2(dfd, os.fsencode(src), dfd, os.fsencode(dst), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), src)
+
+
+def _is_expected(st: os.stat_result, expect: Record) -> bool:
+    """Is ``st``, an entry just renamed (which moved its ctime), the one ``expect`` describes?"""
+    return (
+        kind_of(st.st_mode) is expect.kind
+        and (not expect.inode or st.st_ino == expect.inode)
+        and st.st_mtime_ns == expect.mtime_ns
+        and (expect.kind is not Kind.FILE or st.st_size == expect.size_bytes)
+    )
+
+
+def _set_aside(dfd: int, tmp: str, name: str) -> str:
+    """Keep the local version at ``tmp`` under a visible name beside ``name`` (never removed)."""
+    aside = f"{name}.shoal-kept-{time.time_ns()}"
+    try:
+        os.rename(tmp, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError as err:
+        return f"the local version is left at {tmp} ({err.strerror})"
+    return f"the other local version is kept as {aside}"
+
+
 def syncfs(fd: int) -> None:
     """Flush the filesystem holding ``fd`` (one call instead of an fsync per file)."""
     if _libc.syncfs(fd) != 0:
@@ -74,6 +107,11 @@ class ApplyError(Exception):
 
 class DirectoryNotEmpty(ApplyError):
     """A deletion of a directory that still holds entries: it stays."""
+
+
+class LocalRace(ApplyError):
+    """A local write landed as a received version was renamed into place: the local one stays (and the
+    temp name no longer holds the received version, so it is not to be removed)."""
 
 
 class ContentMismatch(ApplyError):
@@ -274,15 +312,73 @@ class Tree:
         for s in staged:
             try:
                 self._replace(s.dfd, s.name, s.real, s.expect)
-                os.rename(s.tmp, s.name, src_dir_fd=s.dfd, dst_dir_fd=s.dfd)
+                self._rename_in(s)
                 done.append(s)
             except (ApplyError, OSError) as e:
-                with contextlib.suppress(OSError):
-                    os.unlink(s.tmp, dir_fd=s.dfd)
+                if not isinstance(e, LocalRace):
+                    with contextlib.suppress(OSError):
+                        os.unlink(s.tmp, dir_fd=s.dfd)
                 problems.append(str(e) if isinstance(e, ApplyError) else f"{s.real}: {e.strerror}")
         if done:
             syncfs(done[0].dfd)
         return done, problems
+
+    def _rename_in(self, s: Staged) -> None:
+        """Rename ``s`` into place, never over a local write that landed after ``_replace`` looked. Over
+        an entry: an atomic exchange, then a look at what came out, which goes back if it is not what
+        the record expected. Where nothing was: a rename that fails if something appeared."""
+        e = s.expect
+        try:
+            if e is None or e.deleted or e.kind is Kind.DIR:  # (an expected directory is removed by now)
+                renameat2(s.dfd, s.tmp, s.name, _RENAME_NOREPLACE)
+                return
+            mine = os.lstat(s.tmp, dir_fd=s.dfd).st_ino
+            renameat2(s.dfd, s.tmp, s.name, _RENAME_EXCHANGE)
+        except FileExistsError:
+            raise ApplyError(f"{s.real}: created locally since it was last scanned; not replaced") from None
+        except FileNotFoundError:  # what we were to replace is gone (deleted locally meanwhile)
+            raise ApplyError(f"{s.real}: deleted locally since it was last scanned; not replaced") from None
+        except OSError as err:
+            if err.errno not in _NO_RENAMEAT2:
+                raise
+            os.rename(s.tmp, s.name, src_dir_fd=s.dfd, dst_dir_fd=s.dfd)
+            return
+        # From here the temp name holds what was at the path: it is removed only once known to be
+        # the expected version or our own.
+        try:
+            if _is_expected(os.lstat(s.tmp, dir_fd=s.dfd), e):
+                os.unlink(s.tmp, dir_fd=s.dfd)
+                return
+            renameat2(s.dfd, s.tmp, s.name, _RENAME_EXCHANGE)  # a local write came in: it goes back
+            if os.lstat(s.tmp, dir_fd=s.dfd).st_ino == mine:
+                os.unlink(s.tmp, dir_fd=s.dfd)
+                raise LocalRace(f"{s.real}: changed locally as it was replaced; not replaced")
+        except OSError as err:
+            aside = _set_aside(s.dfd, s.tmp, s.name)
+            raise LocalRace(f"{s.real}: {err.strerror} while replacing it; {aside}") from None
+        # A second local write came in between our two exchanges: neither local version is dropped.
+        raise LocalRace(f"{s.real}: changed locally twice as it was replaced; {_set_aside(s.dfd, s.tmp, s.name)}")
+
+    @staticmethod
+    def _unlink(dfd: int, name: str, real: str, expect: Record) -> None:
+        """Delete the entry ``name``, which ``expect`` describes: it is moved to a temp name and looked
+        at there first, so that a local write landing after the caller's check goes back, not away."""
+        tmp = temp_name()
+        try:
+            renameat2(dfd, name, tmp, _RENAME_NOREPLACE)
+        except OSError as err:
+            if err.errno not in _NO_RENAMEAT2:
+                raise
+            os.unlink(name, dir_fd=dfd)
+            return
+        if _is_expected(os.lstat(tmp, dir_fd=dfd), expect):
+            os.unlink(tmp, dir_fd=dfd)
+            return
+        try:
+            renameat2(dfd, tmp, name, _RENAME_NOREPLACE)
+        except OSError:  # another local entry is at the name by now: both stay
+            raise LocalRace(f"{real}: changed locally twice as it was deleted; {_set_aside(dfd, tmp, name)}") from None
+        raise LocalRace(f"{real}: changed locally as it was deleted; not deleted")
 
     def _replace(self, dfd: int, name: str, real: str, expect: Record | None) -> None:
         """Re-check the target against ``expect`` and clear the way for a new entry of any kind."""
@@ -365,7 +461,7 @@ class Tree:
                 if old is not None:
                     os.close(old)
             else:
-                os.unlink(name, dir_fd=pfd)
+                self._unlink(pfd, name, real, expect)
         except FileNotFoundError:
             return
         except OSError as e:
