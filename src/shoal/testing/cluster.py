@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shoal.control.protocol import SOCKET_NAME
 from shoal.fs.keyfile import write_key_file
 from shoal.net.identity import create_identity
 
@@ -126,7 +127,7 @@ class Cluster:
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:
                 raise RuntimeError(f"daemon {name} exited with {node.proc.returncode}: {self.log_text(name)}")
-            if self.listening(name):
+            if self.listening(name) and self.controllable(name):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"daemon {name} did not listen within {wait_s}s: {self.log_text(name)}")
@@ -138,6 +139,15 @@ class Cluster:
     def listening(self, name: str) -> bool:
         node = self.nodes[name]
         with contextlib.suppress(OSError), socket.create_connection((node.address, node.port), timeout=0.2):
+            return True
+        return False
+
+    def controllable(self, name: str) -> bool:
+        """Does the daemon answer on its control socket (opened a moment after the TCP listener; a file
+        left by a killed daemon refuses connections)?"""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.2)
+            s.connect(str(self.nodes[name].state / SOCKET_NAME))
             return True
         return False
 
