@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shoal.engine import daemon
-from shoal.engine.live import Live
+from shoal.engine.live import HOLD_MAX_S, Live
 from shoal.engine.replica import Replica
 from shoal.fs.config_source import load_node_config
 from shoal.testing.cluster import Cluster
@@ -318,3 +318,33 @@ def test_sync_full_scans_what_the_watcher_did_not_report(cluster: Cluster) -> No
     assert "local:" not in r.stdout and not recorded(), r.stdout
     r = cluster.sync("alpha", "--full")
     assert "local: 1 new" in r.stdout and recorded(), r.stdout + r.stderr
+
+
+def test_changes_at_paths_being_applied_wait_for_the_batch(cluster: Cluster) -> None:
+    """A peer's batch renames its files into place and the watcher reports each one: scanned meanwhile
+    they would only be skipped, over and over. They are held until the batch is done (or HOLD_MAX_S),
+    and the other changes of the same moment go on at once."""
+    node = cluster.nodes["alpha"]
+
+    async def scenario() -> None:
+        replica = await Replica.open(load_node_config(str(cluster.config), "alpha"), str(node.state))
+        try:
+            lv = Live(replica)
+            applying, local = str(node.data / "from-peer"), str(node.data / "edited-here")
+            replica.applying.add(applying)
+            t0 = time.monotonic()
+            assert lv._hold([applying, local], [str(node.data)], t0) == ([local], [str(node.data)])
+            lv._release(t0 + 0.1)  # the batch is still going: held
+            assert lv.agg.take() == [] and lv.status()["queue"] == 1
+            replica.applying.discard(applying)
+            replica.batch_done.set()
+            lv._release(t0 + 0.2)
+            assert lv.agg.take() == [applying] and lv.status()["queue"] == 0
+            replica.applying.add(applying)  # a batch that lasts: held at most HOLD_MAX_S
+            lv._hold([applying], [], t0)
+            lv._release(t0 + HOLD_MAX_S + 0.01)
+            assert lv.agg.take() == [applying]
+        finally:
+            await replica.close()
+
+    asyncio.run(scenario())

@@ -373,6 +373,7 @@ class Exchange:
             return await self._execute(items, locals_, decisions, open_)
         finally:
             self.r.applying.difference_update(reals)
+            self.r.batch_done.set()
 
     def _group_of(self, real: str) -> GroupView:
         """The group whose settings (policy, backups) rule ``real``: the first in the config managing it."""

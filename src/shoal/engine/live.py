@@ -43,6 +43,7 @@ DEFAULT_VERIFY_S = 3600.0  #: full verify when no group sets ``interval``
 UNWATCHED_SCAN_S = 60.0  #: subtrees past the watch limit are scanned this often
 MAX_DOWN_S = 60.0
 RETRY_INCOMPLETE_S = 1.0  #: a directory a scan could not list is looked at again this much later
+HOLD_MAX_S = 1.0  #: changes to paths a peer's batch is applying wait for it at most this long
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Live:
         self.link_reports: dict[str, SessionReport] = {}
         self._next_verify = time.monotonic() + self._jitter(self.verify_s)
         self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
+        # Changes at paths a peer's batch is applying (mostly that batch's own renames) wait until the
+        # batch is done: scanned meanwhile they are only skipped, again and again.
+        self._held: set[str] = set()
+        self._held_alone: set[str] = set()
+        self._held_since: float | None = None
 
     @staticmethod
     def _jitter(s: float) -> float:
@@ -112,7 +118,10 @@ class Live:
                 if due is not None and now >= due:
                     alone = self.agg.take_alone()
                     paths = self.agg.take()
-                    await self._cycle(paths, "changes" if paths is not None else "queue overflow", alone)
+                    if paths is not None:
+                        paths, alone = self._hold(paths, alone, now)
+                    if paths is None or paths or alone:
+                        await self._cycle(paths, "changes" if paths is not None else "queue overflow", alone)
                 if now >= self._next_verify:
                     self._next_verify = now + self._jitter(self.verify_s)
                     await self._cycle(None, "scheduled verify")
@@ -140,16 +149,21 @@ class Live:
             deadlines.append(self._next_unwatched)
         retry = [h.down_until for h in self.stats.peers.values() if h.down_until > 0]
         deadlines += retry
+        if self._held_since is not None:
+            deadlines.append(self._held_since + HOLD_MAX_S)
         timeout = max(0.0, min(deadlines) - now)
         self.wake.clear()
         if due is not None and timeout == 0:
             return
         waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
+        if self._held_since is not None:
+            waiters.append(asyncio.create_task(self.r.batch_done.wait()))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+        self._release(time.monotonic())
         # A change woke us: give the batch its delay (counted from its first event) before scanning.
         due = self.agg.due_at()
         if due is not None and not stop.is_set():
@@ -172,14 +186,43 @@ class Live:
         self._again(res)
         return res
 
+    def _hold(self, paths: list[str], alone: list[str], now: float) -> tuple[list[str], list[str]]:
+        """Of a batch of changes, keep back the paths a peer's batch is applying (until it is done, see
+        ``_release``); return the rest."""
+        busy = self.r.applying
+        if not busy:
+            return paths, alone
+        held = [p for p in paths if p in busy]
+        held_alone = [d for d in alone if d in busy]
+        if held or held_alone:
+            self._held.update(held)
+            self._held_alone.update(held_alone)
+            if self._held_since is None:
+                self._held_since = now
+        return [p for p in paths if p not in busy], [d for d in alone if d not in busy]
+
+    def _release(self, now: float) -> None:
+        """Held changes go back to the aggregator once a batch is done, or after ``HOLD_MAX_S`` (a
+        scan then skips what is still being applied, and they are held again)."""
+        done = self.r.batch_done.is_set()
+        self.r.batch_done.clear()
+        if self._held_since is None or not (done or now >= self._held_since + HOLD_MAX_S):
+            return
+        self.agg.add(sorted(self._held), now)
+        self.agg.add_alone(sorted(self._held_alone), now)
+        self._held.clear()
+        self._held_alone.clear()
+        self._held_since = None
+
     def _again(self, res: ScanResult) -> None:
-        """What a scan had to leave for later: paths a peer's batch was applying (as soon as it is done),
-        and directories it could not read whole (a little later: a racing apply, a failing disk)."""
+        """What a scan had to leave for later: paths a peer's batch was applying (held until it is
+        done), and directories it could not read whole (a little later: a racing apply, a failing disk)."""
         now = time.monotonic()
-        if res.busy:
-            self.agg.add(res.busy, now)
-        if res.busy_dirs:  # the directory alone: its entries have events of their own
-            self.agg.add_alone(res.busy_dirs, now)
+        if res.busy or res.busy_dirs:  # a directory alone: its entries have events of their own
+            self._held.update(res.busy)
+            self._held_alone.update(res.busy_dirs)
+            if self._held_since is None:
+                self._held_since = now
         if res.incomplete:
             self.agg.add(res.incomplete, now + RETRY_INCOMPLETE_S)
 
@@ -287,7 +330,7 @@ class Live:
             "watch_limit_hint": f"sysctl -w {SYSCTL}=<more>" if w is not None and w.unwatched else None,
             "events": w.events if w is not None else 0,
             "overflows": w.overflows if w is not None else 0,
-            "queue": self.agg.pending,
+            "queue": self.agg.pending + len(self._held) + len(self._held_alone),
             "delay_s": self.agg.delay_s,
             "verify_every_s": self.verify_s,
             "batches": self.stats.batches,

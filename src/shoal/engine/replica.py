@@ -106,6 +106,7 @@ class Replica:
         self.sync_lock = asyncio.Lock()
         #: real paths whose apply is in progress (on disk, record not stored yet); scans skip them
         self.applying: set[str] = set()
+        self.batch_done = asyncio.Event()  #: set when a batch's paths leave ``applying`` (live mode clears it)
         #: open sessions that stay (server sessions, live links), in the order they opened: poked when our
         #: records change (a dict as an ordered set)
         self.sessions: dict[Exchange, None] = {}
