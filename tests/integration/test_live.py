@@ -334,15 +334,14 @@ def test_changes_at_paths_being_applied_wait_for_the_batch(cluster: Cluster) -> 
             replica.applying.add(applying)
             t0 = time.monotonic()
             assert lv._hold([applying, local], [str(node.data)], t0) == ([local], [str(node.data)])
-            lv._release(t0 + 0.1)  # the batch is still going: held
+            lv.agg.release(t0 + 0.1)  # the batch is still going: held
             assert lv.agg.take() == [] and lv.status()["queue"] == 1
             replica.applying.discard(applying)
-            replica.batch_done.set()
-            lv._release(t0 + 0.2)
+            lv.agg.release(t0 + 0.2, early=True)  # as live mode does once batch_done is set
             assert lv.agg.take() == [applying] and lv.status()["queue"] == 0
             replica.applying.add(applying)  # a batch that lasts: held at most HOLD_MAX_S
             lv._hold([applying], [], t0)
-            lv._release(t0 + HOLD_MAX_S + 0.01)
+            lv.agg.release(t0 + HOLD_MAX_S + 0.01)
             assert lv.agg.take() == [applying]
         finally:
             await replica.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shoal.model.aggregate import Aggregator
 
 
@@ -61,3 +63,20 @@ def test_a_directory_alone_covers_nothing_and_is_due_like_a_path() -> None:
     a.add(None, 12.0)
     a.add_alone(["/r/x"], 12.0)  # everything covers it too
     assert a.take_alone() == [] and a.take() is None
+
+
+def test_held_changes_wait_for_release_or_hold_max() -> None:
+    a = Aggregator(delay_s=0.01, hold_max_s=1.0)
+    a.hold(["/r/busy"], ["/r"], now=5.0)
+    a.hold([], [], now=5.5)  # nothing to hold: the first hold's clock stands
+    assert a.due_at() is None and a.pending == 2 and a.held_until() == 6.0
+    a.release(5.5)  # not done yet, not past hold_max
+    assert a.due_at() is None
+    a.release(5.6, early=True)  # what kept them busy is done
+    assert a.held_until() is None and a.due_at() == pytest.approx(5.61)
+    assert a.take_alone() == ["/r"] and a.take() == ["/r/busy"]
+    a.hold(["/r/long"], [], now=7.0)
+    a.release(7.99)
+    assert a.due_at() is None
+    a.release(8.0)  # hold_max passed: pending anyway
+    assert a.take() == ["/r/long"] and a.pending == 0

@@ -73,7 +73,9 @@ class Live:
         self.r = replica
         cfg = replica.cfg
         delays = [g.delay_ms / 1000 for g in cfg.groups if g.delay_ms is not None]
-        self.agg = Aggregator(delay_s=min(delays) if delays else DEFAULT_DELAY_S)
+        # Changes at paths a peer's batch is applying (mostly that batch's own renames) are held until
+        # the batch is done: scanned meanwhile they are only skipped, again and again.
+        self.agg = Aggregator(delay_s=min(delays) if delays else DEFAULT_DELAY_S, hold_max_s=HOLD_MAX_S)
         intervals = [g.interval_ms / 1000 for g in cfg.groups if g.interval_ms]
         self.verify_s = min(intervals) if intervals else DEFAULT_VERIFY_S
         watched = [g for g in cfg.groups if g.watch]
@@ -86,11 +88,6 @@ class Live:
         self.link_reports: dict[str, SessionReport] = {}
         self._next_verify = time.monotonic() + self._jitter(self.verify_s)
         self._next_unwatched = time.monotonic() + UNWATCHED_SCAN_S
-        # Changes at paths a peer's batch is applying (mostly that batch's own renames) wait until the
-        # batch is done: scanned meanwhile they are only skipped, again and again.
-        self._held: set[str] = set()
-        self._held_alone: set[str] = set()
-        self._held_since: float | None = None
 
     @staticmethod
     def _jitter(s: float) -> float:
@@ -149,21 +146,23 @@ class Live:
             deadlines.append(self._next_unwatched)
         retry = [h.down_until for h in self.stats.peers.values() if h.down_until > 0]
         deadlines += retry
-        if self._held_since is not None:
-            deadlines.append(self._held_since + HOLD_MAX_S)
+        held_until = self.agg.held_until()
+        if held_until is not None:
+            deadlines.append(held_until)
         timeout = max(0.0, min(deadlines) - now)
         self.wake.clear()
         if due is not None and timeout == 0:
             return
         waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
-        if self._held_since is not None:
+        if held_until is not None:
             waiters.append(asyncio.create_task(self.r.batch_done.wait()))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
-        self._release(time.monotonic())
+        self.agg.release(time.monotonic(), early=self.r.batch_done.is_set())
+        self.r.batch_done.clear()
         # A change woke us: give the batch its delay (counted from its first event) before scanning.
         due = self.agg.due_at()
         if due is not None and not stop.is_set():
@@ -187,42 +186,20 @@ class Live:
         return res
 
     def _hold(self, paths: list[str], alone: list[str], now: float) -> tuple[list[str], list[str]]:
-        """Of a batch of changes, keep back the paths a peer's batch is applying (until it is done, see
-        ``_release``); return the rest."""
+        """Of a batch of changes, hold back the paths a peer's batch is applying (until a batch is done,
+        or ``HOLD_MAX_S``: a scan then skips what is still being applied, and holds it again); return
+        the rest."""
         busy = self.r.applying
         if not busy:
             return paths, alone
-        held = [p for p in paths if p in busy]
-        held_alone = [d for d in alone if d in busy]
-        if held or held_alone:
-            self._held.update(held)
-            self._held_alone.update(held_alone)
-            if self._held_since is None:
-                self._held_since = now
+        self.agg.hold([p for p in paths if p in busy], [d for d in alone if d in busy], now)
         return [p for p in paths if p not in busy], [d for d in alone if d not in busy]
-
-    def _release(self, now: float) -> None:
-        """Held changes go back to the aggregator once a batch is done, or after ``HOLD_MAX_S`` (a
-        scan then skips what is still being applied, and they are held again)."""
-        done = self.r.batch_done.is_set()
-        self.r.batch_done.clear()
-        if self._held_since is None or not (done or now >= self._held_since + HOLD_MAX_S):
-            return
-        self.agg.add(sorted(self._held), now)
-        self.agg.add_alone(sorted(self._held_alone), now)
-        self._held.clear()
-        self._held_alone.clear()
-        self._held_since = None
 
     def _again(self, res: ScanResult) -> None:
         """What a scan had to leave for later: paths a peer's batch was applying (held until it is
         done), and directories it could not read whole (a little later: a racing apply, a failing disk)."""
         now = time.monotonic()
-        if res.busy or res.busy_dirs:  # a directory alone: its entries have events of their own
-            self._held.update(res.busy)
-            self._held_alone.update(res.busy_dirs)
-            if self._held_since is None:
-                self._held_since = now
+        self.agg.hold(res.busy, res.busy_dirs, now)  # a directory alone: its entries have events of their own
         if res.incomplete:
             self.agg.add(res.incomplete, now + RETRY_INCOMPLETE_S)
 
@@ -330,7 +307,7 @@ class Live:
             "watch_limit_hint": f"sysctl -w {SYSCTL}=<more>" if w is not None and w.unwatched else None,
             "events": w.events if w is not None else 0,
             "overflows": w.overflows if w is not None else 0,
-            "queue": self.agg.pending + len(self._held) + len(self._held_alone),
+            "queue": self.agg.pending,
             "delay_s": self.agg.delay_s,
             "verify_every_s": self.verify_s,
             "batches": self.stats.batches,

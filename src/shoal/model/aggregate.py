@@ -9,6 +9,8 @@
   in all, the batch becomes a scan of everything.
 - A pending directory covers everything below it; a directory added *alone* (``add_alone``: to look at
   its own entry later, not its contents) covers nothing.
+- Held changes (``hold``: paths something else is busy with) are not part of any batch until
+  ``release``, or ``hold_max_s`` after the first of them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ class Aggregator:
     max_wait_s: float = 1.0
     escalate_at: int = 256
     flood_at: int = 50_000
+    hold_max_s: float = 1.0
     _paths: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     _alone: dict[str, None] = field(default_factory=dict)  # directories to look at without their contents
     _per_dir: dict[str, int] = field(default_factory=dict)
     _first: float | None = None
     _everything: bool = False
+    _held: dict[str, None] = field(default_factory=dict)
+    _held_alone: dict[str, None] = field(default_factory=dict)
+    _held_since: float | None = None
 
     def add(self, paths: list[str] | None, now: float) -> None:
         """Note changed real paths; ``None`` = everything (a queue overflow)."""
@@ -63,6 +69,34 @@ class Aggregator:
             if d not in self._paths and not self._covered(d):
                 self._alone[d] = None
 
+    def hold(self, paths: list[str], directories: list[str], now: float) -> None:
+        """Note changes (``directories``: alone) that must wait until what keeps them busy is done."""
+        if not paths and not directories:
+            return
+        self._held.update(dict.fromkeys(paths))
+        self._held_alone.update(dict.fromkeys(directories))
+        if self._held_since is None:
+            self._held_since = now
+
+    def held_until(self) -> float | None:
+        """When held changes join the pending ones at the latest (None: none are held)."""
+        return None if self._held_since is None else self._held_since + self.hold_max_s
+
+    def release(self, now: float, *, early: bool = False) -> None:
+        """Held changes become pending: at once if ``early`` (what kept them is done), else once
+        ``hold_max_s`` has passed since the first of them."""
+        until = self.held_until()
+        if until is None or not (early or now >= until):
+            return
+        paths, directories = list(self._held), list(self._held_alone)
+        self._held.clear()
+        self._held_alone.clear()
+        self._held_since = None
+        if paths:
+            self.add(paths, now)
+        if directories:
+            self.add_alone(directories, now)
+
     def _covered(self, p: str) -> bool:
         while True:
             p = p.rpartition("/")[0]
@@ -82,7 +116,8 @@ class Aggregator:
 
     @property
     def pending(self) -> int:
-        return len(self._paths) + len(self._alone) + (1 if self._everything else 0)
+        held = len(self._held) + len(self._held_alone)
+        return len(self._paths) + len(self._alone) + held + (1 if self._everything else 0)
 
     def due_at(self) -> float | None:
         """When the pending batch is due (None: nothing pending)."""
