@@ -61,14 +61,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+AT_FDCWD, RENAME_NOREPLACE, RENAME_EXCHANGE = -100, 1, 2
 #: renameat2 errors meaning the filesystem cannot do it: fall back to a plain rename
 _NO_RENAMEAT2 = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 
 def renameat2(dfd: int, src: str, dst: str, flags: int) -> None:
-    """renameat2(2) within one directory: RENAME_NOREPLACE fails with FileExistsError where ``dst``
-    exists; RENAME_EXCHANGE swaps the two entries atomically."""
+    """renameat2(2) within one directory (``dfd``; AT_FDCWD for absolute paths): RENAME_NOREPLACE
+    fails with FileExistsError where ``dst`` exists; RENAME_EXCHANGE swaps the two entries atomically."""
     if _libc.renameat2(dfd, os.fsencode(src), dfd, os.fsencode(dst), flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), src)
@@ -330,10 +330,10 @@ class Tree:
         e = s.expect
         try:
             if e is None or e.deleted or e.kind is Kind.DIR:  # (an expected directory is removed by now)
-                renameat2(s.dfd, s.tmp, s.name, _RENAME_NOREPLACE)
+                renameat2(s.dfd, s.tmp, s.name, RENAME_NOREPLACE)
                 return
             mine = os.lstat(s.tmp, dir_fd=s.dfd).st_ino
-            renameat2(s.dfd, s.tmp, s.name, _RENAME_EXCHANGE)
+            renameat2(s.dfd, s.tmp, s.name, RENAME_EXCHANGE)
         except FileExistsError:
             raise ApplyError(f"{s.real}: created locally since it was last scanned; not replaced") from None
         except FileNotFoundError:  # what we were to replace is gone (deleted locally meanwhile)
@@ -349,7 +349,7 @@ class Tree:
             if _is_expected(os.lstat(s.tmp, dir_fd=s.dfd), e):
                 os.unlink(s.tmp, dir_fd=s.dfd)
                 return
-            renameat2(s.dfd, s.tmp, s.name, _RENAME_EXCHANGE)  # a local write came in: it goes back
+            renameat2(s.dfd, s.tmp, s.name, RENAME_EXCHANGE)  # a local write came in: it goes back
             if os.lstat(s.tmp, dir_fd=s.dfd).st_ino == mine:
                 os.unlink(s.tmp, dir_fd=s.dfd)
                 raise LocalRace(f"{s.real}: changed locally as it was replaced; not replaced")
@@ -365,7 +365,7 @@ class Tree:
         at there first, so that a local write landing after the caller's check goes back, not away."""
         tmp = temp_name()
         try:
-            renameat2(dfd, name, tmp, _RENAME_NOREPLACE)
+            renameat2(dfd, name, tmp, RENAME_NOREPLACE)
         except OSError as err:
             if err.errno not in _NO_RENAMEAT2:
                 raise
@@ -375,7 +375,7 @@ class Tree:
             os.unlink(tmp, dir_fd=dfd)
             return
         try:
-            renameat2(dfd, tmp, name, _RENAME_NOREPLACE)
+            renameat2(dfd, tmp, name, RENAME_NOREPLACE)
         except OSError:  # another local entry is at the name by now: both stay
             raise LocalRace(f"{real}: changed locally twice as it was deleted; {_set_aside(dfd, tmp, name)}") from None
         raise LocalRace(f"{real}: changed locally as it was deleted; not deleted")

@@ -22,8 +22,6 @@ The checks.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import os
 import random
@@ -33,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shoal.fs.apply import AT_FDCWD, RENAME_EXCHANGE, renameat2
 from shoal.fs.keep import STORE_DIR
 from shoal.testing.cluster import Cluster
 from shoal.testing.netns import NetnsCluster
@@ -44,18 +43,13 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-
-
 def _replace_seeing(tmp: Path, path: Path) -> str | None:
     """Rename ``tmp`` over ``path`` and return the digest of what it replaced (None: nothing). One
     atomic exchange (renameat2), so a version a daemon put at ``path`` a moment before cannot slip by
     unseen, as it could between reading ``path`` and renaming: a user's blind overwrite, not a loss."""
-    if _libc.renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) != 0:
-        err = ctypes.get_errno()
-        if err != errno.ENOENT:
-            raise OSError(err, os.strerror(err), str(path))
+    try:
+        renameat2(AT_FDCWD, str(tmp), str(path), RENAME_EXCHANGE)
+    except FileNotFoundError:
         os.replace(tmp, path)  # nothing there yet
         return None
     old = _read_digest(tmp)  # now under the excluded temp name
