@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import blake3
+
 from shoal.transfer import delta
 
 
@@ -60,3 +62,16 @@ def test_blockwise_chunking_equals_whole_buffer(tmp_path: Path) -> None:
         for block in (1 << 20, 3 << 20, 64 << 20):
             got = [(off, length) for _, off, length, _ in delta._chunks(f.fileno(), block)]
             assert got == whole, block
+
+
+def test_hash_and_chunks_read_ahead_sees_every_byte_once(tmp_path: Path) -> None:
+    # Sizes around the block size: the last read may be short, empty, or a whole block.
+    for size in (0, 1, delta.BLOCK - 1, delta.BLOCK, delta.BLOCK + 1, 2 * delta.BLOCK, (2 * delta.BLOCK) + 7777):
+        data = os.urandom(size)
+        (tmp_path / "f").write_bytes(data)
+        with open(tmp_path / "f", "rb") as f:
+            digest, chunks = delta.hash_and_chunks(f.fileno())
+            assert digest == blake3.blake3(data).digest(), size
+            assert chunks == delta.chunks_of(f.fileno()), size
+        assert b"".join(data[c.offset : c.offset + c.length] for c in chunks) == data, size
+        assert all(c.digest == delta.digest(data[c.offset : c.offset + c.length]) for c in chunks), size
