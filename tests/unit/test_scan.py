@@ -13,7 +13,7 @@ import pytest
 from shoal.config.parser import parse_text
 from shoal.config.resolve import KeyFacts, NodeConfig, resolve
 from shoal.fs.hashing import Hashed, hash_file
-from shoal.fs.scan import RECENT_NS, Scanner
+from shoal.fs.scan import RECENT_FINE_NS, RECENT_NS, Scanner
 from shoal.model.records import Kind, Order, Record, compare
 from shoal.state.db import StateDB
 
@@ -119,7 +119,7 @@ def test_type_change_file_to_dir(tree: Path, db: StateDB) -> None:
 
 def test_same_size_rewrite_in_the_same_tick_is_caught(tree: Path, db: StateDB) -> None:
     cfg = node_cfg(tree)
-    now = time.time_ns()
+    now = os.stat(tree / "a.txt").st_mtime_ns + 1_000_000  # the scan starts 1 ms after the write
     Scanner(db, cfg, clock_ns=lambda: now).scan()
     rec = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
     assert rec.recheck  # written just now: the next scan must read it even if stat looks the same
@@ -133,13 +133,29 @@ def test_same_size_rewrite_in_the_same_tick_is_caught(tree: Path, db: StateDB) -
 
 def test_recheck_mark_forces_a_read_until_the_file_is_old(tree: Path, db: StateDB) -> None:
     cfg = node_cfg(tree)
-    now = time.time_ns()
+    now = os.stat(tree / "a.txt").st_mtime_ns + 1_000_000
     Scanner(db, cfg, clock_ns=lambda: now).scan()
     res = Scanner(db, cfg, clock_ns=lambda: now + 10 * RECENT_NS).scan()
     assert res.hashed_files == 3 and res.recorded == 0  # re-read, found equal, mark cleared
     assert not any(r.recheck for r in db.all_records())
     res = Scanner(db, cfg, clock_ns=lambda: now + 10 * RECENT_NS).scan()
     assert res.hashed_files == 0
+
+
+def test_how_recent_a_write_needs_a_second_read_depends_on_the_timestamp_grain(tree: Path, db: StateDB) -> None:
+    """Fine timestamps (digits below 10 ms) come from a tick of at most 10 ms: a file written 0.5 s before
+    the scan needs no second read (a burst of writes would otherwise be read again at every scan cycle).
+    Whole-second timestamps may come from a file system that keeps only seconds: 2 s."""
+    cfg = node_cfg(tree)
+    base = (time.time_ns() // 1_000_000_000) * 1_000_000_000
+    os.utime(tree / "a.txt", ns=(base, base + 123_456_789))  # fine
+    os.utime(tree / "sub" / "b.txt", ns=(base, base))  # whole seconds
+    os.utime(tree / "sub" / "deep" / "c.bin", ns=(base, base + 450_000_000 + 123))  # fine, and recent
+    start = base + 500_000_000
+    Scanner(db, cfg, clock_ns=lambda: start).scan()
+    marked = {r.path for r in db.all_records() if r.recheck and r.kind is Kind.FILE}
+    assert marked == {"%data%/sub/b.txt", "%data%/sub/deep/c.bin"}
+    assert start - (base + 123_456_789) > RECENT_FINE_NS and start - base < RECENT_NS
 
 
 def test_unreadable_file_is_reported_and_kept(tree: Path, db: StateDB) -> None:

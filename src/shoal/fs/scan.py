@@ -5,9 +5,9 @@ records with this node's vector entry bumped. Must not: talk to peers, or decide
 
 Change detection compares a signature of (kind, size, mtime_ns, ctime_ns, inode, mode, uid, gid) with the
 one stored in the record (model/records.py) and reads content only when they differ. Two races are
-covered: a file that changes while it is hashed is read again (fs/hashing.py); a file whose mtime is
-within ``RECENT_NS`` of the scan start is marked ``recheck`` and read again at the next scan, so a
-same-size rewrite inside one timestamp tick (which leaves every stat field equal) is still caught.
+covered: a file that changes while it is hashed is read again (fs/hashing.py); a file written so
+recently that a same-size rewrite could still land in the same timestamp tick (which leaves every stat
+field equal) is marked ``recheck`` and read again at the next scan (``recently_written``).
 Directories that cannot be listed, files that cannot be read and roots that are missing are reported and
 never turned into deletions.
 
@@ -39,7 +39,20 @@ from shoal.model.patterns import Verdict, minimal_roots
 from shoal.model.records import SIG_DELETED, Kind, Record, bump
 from shoal.state.db import ScanIndex, StateDB
 
-RECENT_NS = 2_000_000_000
+RECENT_NS = 2_000_000_000  #: "recent" where timestamps may be coarse (ext3 and HFS+ keep seconds, FAT 2 s)
+RECENT_FINE_NS = 100_000_000  #: "recent" where they are fine: a kernel timestamp tick is 1-10 ms
+_COARSE_NS = 10_000_000
+
+
+def recently_written(mtime_ns: int, start_ns: int) -> bool:
+    """Could a same-size rewrite of a file with this mtime, read by a scan that started at ``start_ns``,
+    still get the same mtime? An mtime with digits below 10 ms comes from a file system with fine
+    timestamps, whose tick is at most 10 ms; one without may come from a file system that keeps whole
+    seconds. (With the 2 s window everywhere, every scan cycle during a burst of writes re-read every
+    file of the last 2 s.)"""
+    return mtime_ns >= start_ns - (RECENT_NS if mtime_ns % _COARSE_NS == 0 else RECENT_FINE_NS)
+
+
 FLUSH_EVERY = 10_000
 POOL_FROM_BYTES = 1 << 20
 
@@ -318,7 +331,7 @@ class Scanner:
                 base=base,
                 ctime_ns=st.st_ctime_ns,
                 inode=st.st_ino,
-                recheck=not stable or mtime_ns >= start_ns - RECENT_NS,
+                recheck=not stable or recently_written(mtime_ns, start_ns),
                 origin=origin,
             )
             if same_content and same_meta:
