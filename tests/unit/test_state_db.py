@@ -130,8 +130,51 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
             db.apply_scan([rec("/c", vector=(("other", 2),)), bad])
         assert [r.path for r in db.all_records()] == ["/a"]
         assert db.last_seq() == 1
-        db.apply_scan([rec("/d", vector=(("other", 3),))])  # node-id cache was rebuilt
-        assert db.get_records(["/d"])["/d"].vector == (("other", 3),)
+        db.apply_scan([rec("/d", vector=(("third", 3),))])  # node-id cache was rebuilt
+        assert db.get_records(["/d"])["/d"].vector == (("third", 3),)
+        # The same vector as in the failed batch: its encoding then named an id now given to "third".
+        db.apply_scan([rec("/e", vector=(("other", 2),))])
+        assert db.get_records(["/e"])["/e"].vector == (("other", 2),)
+
+
+def test_every_field_round_trips(tmp_path: Path) -> None:
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        full = Record(
+            path="/srv/dev",
+            kind=Kind.CHR,
+            size_bytes=11,
+            mode=0o640,
+            uid=12,
+            gid=13,
+            user="u",
+            group="g",
+            mtime_ns=14,
+            hash=b"h" * 32,
+            target="/t",
+            rdev=15,
+            vector=(("a", 16), ("b", 17)),
+            base=b"b" * 32,
+            deleted=True,
+            ctime_ns=18,
+            inode=19,
+            recheck=True,
+            origin="db-id-20",
+        )
+        db.apply_scan([full])
+        assert db.get_records(["/srv/dev"])["/srv/dev"] == replace(full, seq=1)
+        db.journal_put([full], 21)
+        assert db.journal_get(["/srv/dev"])["/srv/dev"] == full
+
+
+def test_seq_seen_follows_reads_and_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    with StateDB.open(path) as db, StateDB.open(path) as other:
+        assert db.seq_seen == 0
+        db.apply_scan([rec("/a"), rec("/b")])
+        assert db.seq_seen == 2
+        other.apply_scan([rec("/c")])
+        assert db.seq_seen == 2  # another connection's write shows at the next read
+        assert db.last_seq() == 3 and db.seq_seen == 3
 
 
 def test_scan_index_under_takes_a_subtree_and_nothing_beside_it(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
@@ -103,6 +104,14 @@ class StateDB:
         self.readonly = readonly
         self._nodes = _Interned(conn, "nodes", "name")  # node names in version vectors and peers
         self._sources = _Interned(conn, "sources", "db_id")  # peer database ids in record origins
+        #: the last sequence number this connection read or wrote. Other threads may read it without
+        #: waiting for the connection's (a scan may hold it for a while); another process's writes show
+        #: after the next ``last_seq()``.
+        self.seq_seen = 0
+        # Decoded and encoded vectors, by their stored bytes / value: the records of one burst of changes
+        # mostly share a handful (decoding them was a third of a sending node's CPU during a burst).
+        self._vectors_in: dict[bytes, Vector] = {}
+        self._vectors_out: dict[Vector, bytes] = {}
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -158,7 +167,9 @@ class StateDB:
 
     def last_seq(self) -> int:
         value = self.get_meta("last_seq")
-        return int(value) if value is not None else 0
+        seq = int(value) if value is not None else 0
+        self.seq_seen = max(self.seq_seen, seq)
+        return seq
 
     # -- nodes and vectors ---------------------------------------------------------------------------
 
@@ -166,6 +177,8 @@ class StateDB:
         """Ids inserted by a rolled-back transaction are gone: rebuild the caches."""
         self._nodes.load()
         self._sources.load()
+        self._vectors_in.clear()
+        self._vectors_out.clear()
 
     def _source(self, source_id: int) -> str | None:
         return self._sources.name(source_id)
@@ -177,39 +190,48 @@ class StateDB:
         return self._nodes.id_of(name)
 
     def _encode_vector(self, v: Vector) -> bytes:
-        flat: list[int] = []
-        for node, counter in v:
-            flat += (self._node_id(node), counter)
-        return msgspec.msgpack.encode(flat)
+        raw = self._vectors_out.get(v)
+        if raw is None:
+            flat: list[int] = []
+            for node, counter in v:
+                flat += (self._node_id(node), counter)
+            raw = msgspec.msgpack.encode(flat)
+            _remember(self._vectors_out, v, raw)
+        return raw
 
     def _decode_vector(self, raw: bytes) -> Vector:
-        flat = msgspec.msgpack.decode(raw, type=list[int])
-        return tuple(sorted((self._nodes.name_strict(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)))
+        v = self._vectors_in.get(raw)
+        if v is None:
+            flat = msgspec.msgpack.decode(raw, type=list[int])
+            v = tuple(sorted((self._nodes.name_strict(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)))
+            _remember(self._vectors_in, raw, v)
+        return v
 
     # -- records -------------------------------------------------------------------------------------
 
     def _record(self, r: _Row) -> Record:
+        # Positional, in Record's field order (this runs for every record read: pages, scans, applies).
         return Record(
-            path=_decode_path(r[0]),
-            kind=Kind(r[1]),
-            size_bytes=r[2],
-            mode=r[3],
-            uid=r[4],
-            gid=r[5],
-            user=r[6] or "",
-            group=r[7] or "",
-            mtime_ns=r[8],
-            hash=r[9],
-            target=None if r[10] is None else _decode_path(r[10]),
-            rdev=r[11],
-            vector=self._decode_vector(r[12]),
-            base=r[13],
-            deleted=bool(r[14]),
-            seq=r[15],
-            ctime_ns=r[16],
-            inode=r[17],
-            recheck=bool(r[18]),
-            origin=None if r[19] is None else self._source(r[19]),
+            r[0].decode("utf-8", "surrogateescape"),  # path
+            _KINDS[r[1]],
+            r[2],  # size_bytes
+            r[3],  # mode
+            r[4],  # uid
+            r[5],  # gid
+            r[6] or "",  # user
+            r[7] or "",  # group
+            r[8],  # mtime_ns
+            r[9],  # hash
+            None if r[10] is None else _decode_path(r[10]),  # target
+            r[11],  # rdev
+            self._decode_vector(r[12]),
+            r[13],  # base
+            bool(r[14]),  # deleted
+            r[15],  # seq
+            r[16],  # ctime_ns
+            r[17],  # inode
+            bool(r[18]),  # recheck
+            None if r[19] is None else self._source(r[19]),  # origin
         )
 
     def _row(self, rec: Record, seq: int) -> tuple[object, ...]:
@@ -369,6 +391,7 @@ class StateDB:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (seq,),
             )
+        self.seq_seen = max(self.seq_seen, seq)
         return seq
 
     def checkpoint(self) -> None:
@@ -584,6 +607,19 @@ class KeptVersion:
     size: int
     location: str
     id: int = 0
+
+
+_KINDS = tuple(Kind)  #: by value: Kind(n) costs an enum lookup per record
+K = TypeVar("K")
+V = TypeVar("V")
+_VECTOR_CACHE = 4096
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> None:
+    """A bounded cache: emptied when full (the vectors of one burst fit many times over)."""
+    if len(cache) >= _VECTOR_CACHE:
+        cache.clear()
+    cache[key] = value
 
 
 class _Interned:
