@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shoal.engine import daemon
+from shoal.engine import replica as replica_mod
 from shoal.engine.live import HOLD_MAX_S, Live
 from shoal.engine.replica import Replica
 from shoal.fs.config_source import load_node_config
@@ -343,6 +344,71 @@ def test_changes_at_paths_being_applied_wait_for_the_batch(cluster: Cluster) -> 
             lv._hold([applying], [], t0)
             lv.agg.release(t0 + HOLD_MAX_S + 0.01)
             assert lv.agg.take() == [applying]
+        finally:
+            await replica.close()
+
+    asyncio.run(scenario())
+
+
+class _Session:
+    """What ``Replica`` pokes: a lasting session's peer and its poke flag."""
+
+    def __init__(self, peer: str) -> None:
+        self.auth = type("Auth", (), {"peer": peer})()
+        self.local_changed = asyncio.Event()
+
+
+def test_records_taken_from_a_peer_are_forwarded_once_batches_pause(cluster: Cluster) -> None:
+    """Local changes are poked about at once. Records taken from a peer are poked about to the other
+    peers once batches stop arriving for FORWARD_QUIET_S (at most FORWARD_MAX_S after the first), and
+    not to that peer; from several peers, to all of them."""
+    node = cluster.nodes["alpha"]
+    quiet, most = replica_mod.FORWARD_QUIET_S, replica_mod.FORWARD_MAX_S
+
+    async def poked(sessions: dict[str, _Session], within: float) -> set[str]:
+        async with asyncio.timeout(within):
+            while not any(s.local_changed.is_set() for s in sessions.values()):
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        got = {p for p, s in sessions.items() if s.local_changed.is_set()}
+        for s in sessions.values():
+            s.local_changed.clear()
+        return got
+
+    async def scenario() -> None:
+        replica = await Replica.open(load_node_config(str(cluster.config), "alpha"), str(node.state))
+        sessions = {p: _Session(p) for p in ("beta", "gamma", "delta")}
+        replica.sessions = dict.fromkeys(sessions.values())  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        try:
+            replica.notify_changed()
+            assert {p for p, s in sessions.items() if s.local_changed.is_set()} == set(sessions)
+            for s in sessions.values():
+                s.local_changed.clear()
+
+            t0 = loop.time()
+            replica.notify_forwarded("beta")
+            assert not any(s.local_changed.is_set() for s in sessions.values())
+            timer = replica._forward_timer
+            assert timer is not None and abs(timer.when() - (t0 + quiet)) < 0.05
+            replica.notify_forwarded("beta")  # another batch: the pause starts again
+            assert replica._forward_timer is not timer and timer.cancelled()
+            assert await poked(sessions, quiet + 2) == {"gamma", "delta"}
+
+            # Batches that never pause: forwarded FORWARD_MAX_S after the first all the same.
+            t0 = loop.time()
+            replica.notify_forwarded("gamma")
+            while loop.time() < t0 + most - quiet / 2:
+                await asyncio.sleep(quiet / 5)
+                replica.notify_forwarded("gamma")
+            timer = replica._forward_timer
+            early = any(s.local_changed.is_set() for s in sessions.values())  # a stall longer than the pause
+            assert early or (timer is not None and timer.when() <= t0 + most + 0.01)
+            assert await poked(sessions, quiet + 2) == {"beta", "delta"}
+
+            replica.notify_forwarded("beta")
+            replica.notify_forwarded("gamma")
+            assert await poked(sessions, quiet + 2) == set(sessions)
         finally:
             await replica.close()
 

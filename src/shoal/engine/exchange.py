@@ -189,8 +189,11 @@ class Exchange:
             # poke (two lasting sessions would bounce pokes forever).
             if self.local_changed.is_set() or time.monotonic() >= keepalive_at:
                 self.local_changed.clear()
+                keepalive = time.monotonic() >= keepalive_at
                 keepalive_at = time.monotonic() + KEEPALIVE_S
-                await self.ch.send(m.Poke(await self.r.db(lambda db: db.last_seq())))
+                # (a keepalive reads the database: another process may have written it meanwhile)
+                upto = await (self.r.db(lambda db: db.last_seq()) if keepalive else self.r.last_seq())
+                await self.ch.send(m.Poke(upto))
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         reader_failed = asyncio.create_task(self._closed.wait())
@@ -345,7 +348,8 @@ class Exchange:
             return None
         paths = [it[0].path for it in items]
         locals_, open_ = await self.r.db(lambda db: (db.get_records(paths), db.conflicts_on(paths)))
-        ctxs = {rec.path: self._context(real, rec.path, open_) for rec, real, _, _ in items}
+        seen: dict[tuple[str, bool, bool], Context] = {}  # most records of a batch share one context
+        ctxs = {rec.path: self._context(real, rec.path, open_, seen) for rec, real, _, _ in items}
         decisions = {rec.path: reconcile(locals_.get(rec.path), rec, ctxs[rec.path]) for rec, _, _, _ in items}
         # Paths whose disk no longer matches our record are rescanned first, and decided again: before
         # a replacement, and before a merge too (storing the peer's vector over an unrecorded local edit
@@ -382,20 +386,30 @@ class Exchange:
         names = set(self.matcher.groups_of(real))
         return next((g for g in self.r.cfg.groups if g.name in names), self.r.group(self.auth.groups[0]))
 
-    def _context(self, real: str, path: str, open_: dict[str, dict[str, tuple[bytes, str | None]]]) -> Context:
+    def _context(
+        self,
+        real: str,
+        path: str,
+        open_: dict[str, dict[str, tuple[bytes, str | None]]],
+        seen: dict[tuple[str, bool, bool], Context],
+    ) -> Context:
         g = self._group_of(real)
         mine = open_.get(path, {})
         keep_remote = mine.get(self.auth.peer, (b"", None))[1] == "remote"
-        return Context(
-            me=self.r.cfg.node,
-            peer=self.auth.peer,
-            policy=g.auto,
-            hosts=g.hosts,
-            slaves=g.slaves,
-            me_started=self.client,
-            force="remote" if keep_remote else None,
-            open_conflict=bool(mine),
-        )
+        key = (g.name, keep_remote, bool(mine))
+        ctx = seen.get(key)
+        if ctx is None:
+            ctx = seen[key] = Context(
+                me=self.r.cfg.node,
+                peer=self.auth.peer,
+                policy=g.auto,
+                hosts=g.hosts,
+                slaves=g.slaves,
+                me_started=self.client,
+                force="remote" if keep_remote else None,
+                open_conflict=bool(mine),
+            )
+        return ctx
 
     def _refuse(self, path: str, why: str) -> None:
         self.report.refused.append(path)
@@ -598,7 +612,7 @@ class Exchange:
 
         await self.r.db(store)
         if stored:
-            self.r.notify_changed(exclude=self)  # our other peers may want what this one sent
+            self.r.notify_forwarded(self.auth.peer)  # our other peers may want what this one sent
         self.r.actions.changed([rec.path for rec, _, _ in applied], local=False)
         await self._revive_parents([rec.path for rec, _, _ in applied if not rec.deleted])
         if to_store or self._aborted:  # (an aborted temp file changed its directory's mtime too)

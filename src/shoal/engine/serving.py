@@ -84,11 +84,8 @@ class Responder:
             await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, 0, False))
             return
         since = req.since
-        last = await self.r.db(lambda db: db.last_seq())
-        if since > last:
-            since = 0  # the peer's watermark is from before our database was replaced
         while True:
-            page = await self.r.db(_page(since))
+            last, page = await self.r.db(_page(since))
             echo = None if req.everything else self.auth.peer_db_id
             shared = [
                 (rec, real)
@@ -188,8 +185,16 @@ class Responder:
             os.close(fd)
 
 
-def _page(since: int) -> Callable[[StateDB], list[Record]]:
-    return lambda db: db.records_since(since, INDEX_PAGE)
+def _page(since: int) -> Callable[[StateDB], tuple[int, list[Record]]]:
+    """Our last sequence number and the records after ``since``, in one turn of the database thread (a
+    scan may hold it: one wait, not two). All records when ``since`` is past the last: the peer's
+    watermark is from before our database was replaced."""
+
+    def run(db: StateDB) -> tuple[int, list[Record]]:
+        last = db.last_seq()
+        return last, db.records_since(0 if since > last else since, INDEX_PAGE)
+
+    return run
 
 
 def _set_acked(peer: str, upto: int) -> Callable[[StateDB], None]:
