@@ -163,3 +163,18 @@ def test_auth_proofs(tmp_path: Path) -> None:
     assert auth.mac_ok(key, t, "client", "g1", mac)
     assert not auth.mac_ok(key, t, "client", "g2", mac)
     assert not auth.mac_ok(os.urandom(64), t, "client", "g1", mac)
+
+
+def test_wire_records_round_trip_and_unknown_kinds_are_refused() -> None:
+    from shoal.engine.wire import to_record, to_wire
+    from shoal.model.records import Kind, Record
+
+    rec = Record("%d%/a", Kind.SYMLINK, 0, 0o777, 1, 2, "u", "g", 5, None, "t", 0, (("a", 1), ("b", 2)), b"x", True)
+    batch = m.decode(m.encode(m.IndexBatch([to_wire(rec)], [None], 1, False)))
+    assert isinstance(batch, m.IndexBatch)
+    back = to_record(batch.records[0])
+    assert back == rec and back.kind is Kind.SYMLINK and isinstance(back.vector[0], tuple)
+    for bad in (-1, len(Kind), 99):
+        w = msgspec.structs.replace(to_wire(rec), kind=bad)
+        with pytest.raises(ValueError, match="not a valid Kind"):
+            to_record(w)

@@ -9,24 +9,30 @@ import msgspec
 from shoal.model.records import Kind, Record
 from shoal.proto import messages as m
 
+_KINDS = tuple(Kind)
+
 
 def to_record(w: m.WireRecord) -> Record:
+    """The record a peer sent (ValueError for an unknown kind). Positional, in Record's field order:
+    this runs for every record received."""
+    if not 0 <= w.kind < len(_KINDS):
+        raise ValueError(f"{w.kind} is not a valid Kind")
     return Record(
-        path=w.path,
-        kind=Kind(w.kind),
-        size_bytes=w.size,
-        mode=w.mode,
-        uid=w.uid,
-        gid=w.gid,
-        user=w.user,
-        group=w.group,
-        mtime_ns=w.mtime_ns,
-        hash=w.hash,
-        target=w.target,
-        rdev=w.rdev,
-        vector=tuple(sorted((n, c) for n, c in w.vector)),
-        base=w.base,
-        deleted=w.deleted,
+        w.path,
+        _KINDS[w.kind],
+        w.size,
+        w.mode,
+        w.uid,
+        w.gid,
+        w.user,
+        w.group,
+        w.mtime_ns,
+        w.hash,
+        w.target,
+        w.rdev,
+        tuple(sorted(w.vector)),  # (msgspec decodes each entry as a tuple)
+        w.base,
+        w.deleted,
     )
 
 

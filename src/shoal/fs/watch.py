@@ -24,6 +24,7 @@ import asyncio
 import errno
 import logging
 import os
+import struct
 from collections.abc import Callable
 
 from inotify_simple import INotify, flags
@@ -47,6 +48,9 @@ MASK = (
     | flags.EXCL_UNLINK
 )
 SYSCTL = "fs.inotify.max_user_watches"
+READ_BYTES = 256 << 10  #: per read; more events wait for the next (the descriptor stays readable)
+_EVENT = struct.Struct("iIII")  #: struct inotify_event: wd, mask, cookie, len; then len bytes of name
+_TMP_PREFIX = os.fsencode(TMP_PREFIX)
 
 
 class Watcher:
@@ -143,45 +147,53 @@ class Watcher:
         self.inotify.close()
 
     def read(self) -> None:
+        """Take the events the kernel has, parsed here in one pass: a burst of writes brings several
+        events per file (and a peer's apply several per received file, most of them on temp names,
+        dropped before any decoding)."""
         try:
-            events = self.inotify.read(timeout=0)
+            data = os.read(self.inotify.fileno(), READ_BYTES)
         except BlockingIOError:
             return
         changed: list[str] = []
         moved_from: dict[int, str] = {}  # cookie -> directory that left
-        for ev in events:
+        pos, end = 0, len(data)
+        while pos < end:
+            wd, mask, cookie, size = _EVENT.unpack_from(data, pos)
+            pos += _EVENT.size + size
             self.events += 1
-            if ev.mask & flags.Q_OVERFLOW:
+            if mask & flags.Q_OVERFLOW:
                 self.overflows += 1
                 log.warning("inotify queue overflow: events were lost; rescanning every root")
                 self.on_change(None)
                 continue
-            base = self.dirs.get(ev.wd)
-            if ev.mask & flags.IGNORED:
-                if base is not None and self.wds.get(base) == ev.wd:
+            base = self.dirs.get(wd)
+            if mask & flags.IGNORED:
+                if base is not None and self.wds.get(base) == wd:
                     del self.wds[base]
-                self.dirs.pop(ev.wd, None)
+                self.dirs.pop(wd, None)
                 continue
             if base is None:
                 continue
-            if not ev.name:
-                if ev.mask & flags.DELETE_SELF:
+            raw = data[pos - size : pos].rstrip(b"\0")  # the kernel pads names with NULs
+            if not raw:
+                if mask & flags.DELETE_SELF:
                     changed.append(base)
                 continue
-            if ev.name.startswith(TMP_PREFIX):
+            if raw.startswith(_TMP_PREFIX):
                 continue
-            path = os.path.join(base, ev.name)
-            changed.append(path)
-            if not ev.mask & flags.ISDIR:
+            path = os.path.join(base, os.fsdecode(raw))
+            if not changed or changed[-1] != path:  # (create, modify, close: one path)
+                changed.append(path)
+            if not mask & flags.ISDIR:
                 continue
-            if ev.mask & flags.MOVED_FROM:
-                moved_from[ev.cookie] = path
-            elif ev.mask & flags.MOVED_TO and ev.cookie in moved_from:
-                self._rename_tree(moved_from.pop(ev.cookie), path)
+            if mask & flags.MOVED_FROM:
+                moved_from[cookie] = path
+            elif mask & flags.MOVED_TO and cookie in moved_from:
+                self._rename_tree(moved_from.pop(cookie), path)
                 self.watch_tree(path)  # catches anything the rename map did not cover
-            elif ev.mask & (flags.CREATE | flags.MOVED_TO) and self.matcher.reach(path) is not Verdict.SKIP:
+            elif mask & (flags.CREATE | flags.MOVED_TO) and self.matcher.reach(path) is not Verdict.SKIP:
                 self.watch_tree(path)  # then the scan of ``path`` sees what was made before the watch
-            elif ev.mask & flags.DELETE:
+            elif mask & flags.DELETE:
                 self._forget_tree(path)
         for gone in moved_from.values():  # moved out of the watched trees
             self._forget_tree(gone)
