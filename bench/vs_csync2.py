@@ -8,7 +8,7 @@ W1      2,000 x 1 KiB files in 20 directories pushed from one node to two peers
 W1-WAN  the same through a proxy adding 10 ms each way                          target: >= 100x faster
 W2      no-op sync over 20,000 files                                            target: no slower
 W3      100 of 20,000 files modified                                            target: >= 3x faster
-W4      64 MiB file with 1 MiB rewritten mid-file (bytes counted at a proxy)    target: >= 4x faster, <= 2 MiB
+W4      64 MiB file, 1 MiB rewritten mid-file (median of 3; bytes at a proxy)    target: >= 4x faster, <= 2 MiB
 
 Debian's csync2 is installed with apt-get when missing (root only). Every workload starts from fresh
 trees and databases; csync2 runs as in ../shared/csync2-compat.md section 6 (loopback addresses as host
@@ -206,7 +206,8 @@ def main() -> int:
                     proxy.bytes_up = proxy.bytes_down = 0
                 times = [timed(lambda env=env: run(env)) for _ in range(repeat)]
                 check_same(env.trees)
-                results[tool] = (statistics.median(times), (proxy.bytes_up + proxy.bytes_down) if proxy else None)
+                wire = (proxy.bytes_up + proxy.bytes_down) // repeat if proxy else None  # per run
+                results[tool] = (statistics.median(times), wire)
             finally:
                 env.close()
                 if proxy is not None:
@@ -275,7 +276,8 @@ def main() -> int:
                     f.write(os.urandom(1 << 20))
                 env.push()
 
-            both("W4", w4_setup, w4_run, ">= 4x", via_proxy=True, delay_s=0.0)
+            # Each run rewrites the same MiB with new bytes; the median of three, for every tool.
+            both("W4", w4_setup, w4_run, ">= 4x", via_proxy=True, delay_s=0.0, repeat=3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -14,7 +14,7 @@ import blake3
 import pytest
 
 from shoal.engine.exchange import _whole
-from shoal.fs.apply import TMP_PREFIX, ApplyError, FileWriter, Tree
+from shoal.fs.apply import COPY_PIECE, TMP_PREFIX, ApplyError, FileWriter, Tree
 from shoal.model.records import Kind, Record
 
 
@@ -38,6 +38,32 @@ def test_a_failed_finish_then_abort_closes_nothing_else(tmp_path: Path) -> None:
             os.close(sentinel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sentinel"]
     assert not any(p.name.startswith(TMP_PREFIX) for p in tmp_path.iterdir())
+
+
+def test_reused_chunks_are_copied_in_order_and_hashed(tmp_path: Path) -> None:
+    """A delta interleaves literal pieces with ranges of our own older copy; the copy reads a MiB at a
+    time and hashes on a helper thread, so order and hash must come out exactly as written."""
+    old = os.urandom(3 * COPY_PIECE + 12345)
+    (tmp_path / "old").write_bytes(old)
+    ranges = [(COPY_PIECE - 7, COPY_PIECE + 100), (0, 10), (2 * COPY_PIECE, COPY_PIECE + 12345)]
+    literal = os.urandom(4321)
+    want = old[ranges[0][0] : sum(ranges[0])] + literal + b"".join(old[o : o + n] for o, n in ranges[1:])
+    rec = Record("%d%/f", Kind.FILE, size_bytes=len(want), mode=0o644, hash=blake3.blake3(want).digest())
+    with Tree([str(tmp_path)]) as tree, open(tmp_path / "old", "rb") as base:
+        w = FileWriter(tree, str(tmp_path / "f"), rec, None)
+        w.copy_from(base.fileno(), ranges[:1])
+        w.write(literal)
+        w.copy_from(base.fileno(), ranges[1:])
+        tree.commit([w.finish()])
+    assert (tmp_path / "f").read_bytes() == want
+
+    short = [(len(old) - 10, 20)]  # our copy is shorter than the peer's chunk map says: it changed
+    with Tree([str(tmp_path)]) as tree, open(tmp_path / "old", "rb") as base:
+        w = FileWriter(tree, str(tmp_path / "g"), rec, None)
+        with pytest.raises(OSError, match="changed while its chunks were reused"):
+            w.copy_from(base.fileno(), short)
+        w.abort()
+    assert not (tmp_path / "g").exists() and not any(p.name.startswith(TMP_PREFIX) for p in tmp_path.iterdir())
 
 
 def test_a_cancelled_batch_waits_for_its_thread() -> None:

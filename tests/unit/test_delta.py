@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import blake3
+import pytest
 
 from shoal.transfer import delta
 
@@ -75,3 +77,41 @@ def test_hash_and_chunks_read_ahead_sees_every_byte_once(tmp_path: Path) -> None
             assert chunks == delta.chunks_of(f.fileno()), size
         assert b"".join(data[c.offset : c.offset + c.length] for c in chunks) == data, size
         assert all(c.digest == delta.digest(data[c.offset : c.offset + c.length]) for c in chunks), size
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_chunking_guided_by_the_old_map_equals_chunking_afresh(tmp_path: Path, seed: int) -> None:
+    """Whatever the edit (rewrite in place, insert, delete, append, truncate, a new file of the same size),
+    the guided chunker cuts exactly where FastCDC over the whole file cuts, and sees every byte once."""
+    rng = random.Random(seed)
+    old = rng.randbytes(rng.randint(0, 3 << 20))
+    new = bytearray(old)
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randint(0, len(new))
+        n = rng.randint(1, 300_000)
+        kind = rng.choice(["rewrite", "insert", "delete", "append", "truncate", "replace"])
+        if kind == "rewrite":
+            new[at : at + n] = rng.randbytes(len(new[at : at + n]))
+        elif kind == "insert":
+            new[at:at] = rng.randbytes(n)
+        elif kind == "delete":
+            del new[at : at + n]
+        elif kind == "append":
+            new += rng.randbytes(n)
+        elif kind == "truncate":
+            del new[at:]
+        else:
+            new = bytearray(rng.randbytes(len(new)))
+    (tmp_path / "old").write_bytes(old)
+    (tmp_path / "new").write_bytes(new)
+    with open(tmp_path / "old", "rb") as f:
+        previous = delta.chunks_of(f.fileno())
+    with open(tmp_path / "new", "rb") as f:
+        for block in (300_000, 1 << 20, delta.BLOCK):
+            afresh = [(d, off, n) for d, off, n, _ in delta._chunks(f.fileno(), block)]
+            seen = bytearray()
+            guided = [(d, off, n) for d, off, n, _ in delta._guided_chunks(f.fileno(), previous, block, seen.extend)]
+            assert guided == afresh, (seed, block)
+            assert seen == new, (seed, block)
+        digest, chunks = delta.hash_and_chunks(f.fileno(), previous)
+        assert digest == blake3.blake3(new).digest() and [(c.digest, c.offset, c.length) for c in chunks] == afresh

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import blake3
 import pytest
 
 from shoal.config.parser import parse_text
@@ -16,6 +17,7 @@ from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.scan import RECENT_FINE_NS, RECENT_NS, Scanner
 from shoal.model.records import Kind, Order, Record, compare
 from shoal.state.db import StateDB
+from shoal.transfer import delta
 
 
 def probe(path: str) -> KeyFacts:
@@ -164,7 +166,7 @@ def test_unreadable_file_is_reported_and_kept(tree: Path, db: StateDB) -> None:
     before = db.get_records(["%data%/a.txt"])["%data%/a.txt"]
     (tree / "a.txt").write_text("changed but unreadable")
 
-    def denied(path: str) -> Hashed:
+    def denied(path: str, previous: object = None) -> Hashed:
         if path.endswith("a.txt"):
             raise PermissionError(13, "Permission denied", path)
         return hash_file(path)
@@ -177,7 +179,7 @@ def test_unreadable_file_is_reported_and_kept(tree: Path, db: StateDB) -> None:
 
 
 def test_file_that_keeps_changing_is_marked_for_recheck(tree: Path, db: StateDB) -> None:
-    def restless(path: str) -> Hashed:
+    def restless(path: str, previous: object = None) -> Hashed:
         h = hash_file(path)
         return Hashed(h.digest, h.st, stable=False)
 
@@ -246,7 +248,6 @@ def test_long_and_non_utf8_names(tree: Path, db: StateDB) -> None:
 
 
 def test_large_files_get_a_chunk_map_that_is_pruned_with_them(tree: Path, db: StateDB) -> None:
-    from shoal.transfer import delta
 
     big = tree / "big.bin"
     big.write_bytes(os.urandom(3 << 20))
@@ -260,6 +261,31 @@ def test_large_files_get_a_chunk_map_that_is_pruned_with_them(tree: Path, db: St
     big.unlink()
     Scanner(db, node_cfg(tree)).scan()
     assert db.chunk_map(h) is None
+
+
+def test_a_changed_large_file_is_chunked_guided_by_its_previous_map(tree: Path, db: StateDB) -> None:
+    big = tree / "big.bin"
+    data = bytearray(os.urandom(3 << 20))
+    big.write_bytes(data)
+    given: list[object] = []
+
+    def watching(path: str, previous: list[delta.Chunk] | None = None) -> Hashed:
+        if path.endswith("big.bin"):
+            given.append(previous)
+        return hash_file(path, previous)
+
+    Scanner(db, node_cfg(tree), hasher=watching).scan()
+    first = db.get_records(["%data%/big.bin"])["%data%/big.bin"].hash
+    assert first is not None and given == [None]  # nothing recorded before
+    previous = [delta.Chunk(d, o, n) for d, o, n in db.chunk_map(first) or []]
+    data[1 << 20 : (1 << 20) + 5000] = os.urandom(5000)
+    big.write_bytes(data)
+    Scanner(db, node_cfg(tree), hasher=watching).scan()
+    assert given[1] == previous and previous
+    now = db.get_records(["%data%/big.bin"])["%data%/big.bin"].hash
+    assert now == blake3.blake3(bytes(data)).digest()
+    with open(big, "rb") as f:
+        assert db.chunk_map(now) == [(c.digest, c.offset, c.length) for c in delta.chunks_of(f.fileno())]
 
 
 def test_paths_being_applied_are_left_alone_and_reported(tree: Path, db: StateDB) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -783,15 +784,23 @@ class Exchange:
                             offset += len(msg.data)
                         else:
                             base = bases[i]
+                            ranges: list[tuple[int, int]] = []  # in our copy; neighbours merged
                             for ref, length in msg.refs:
                                 where = base[1].get(ref) if base is not None else None
                                 if base is None or where is None or where[1] != length:
                                     error = "the peer referred to a chunk we do not have"
                                     break
-                                writer.write(os.pread(base[0], where[1], where[0]))
-                                copied = True
+                                if ranges and sum(ranges[-1]) == where[0]:
+                                    ranges[-1] = (ranges[-1][0], ranges[-1][1] + length)
+                                else:
+                                    ranges.append((where[0], length))
                                 new_map.append((ref, offset, length))
                                 offset += length
+                            if error is None and base is not None:
+                                copied = True
+                                # (off the event loop; _whole: a cancellation must not close the
+                                # temp file under the copying thread)
+                                await _whole(functools.partial(writer.copy_from, base[0], ranges))
                     except OSError as e:
                         error = f"cannot write: {e.strerror}"
                 if writer is not None and error is None:

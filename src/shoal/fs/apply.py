@@ -24,6 +24,7 @@ import secrets
 import stat
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -33,6 +34,7 @@ from shoal.model.paths import UnsafePath, check_path, is_within
 from shoal.model.records import Kind, Record, kind_of, stat_signature
 
 TMP_PREFIX = ".shoal-tmp."
+COPY_PIECE = 1 << 20  #: reused chunks are copied this much at a time
 STALE_TMP_S = 3600
 
 
@@ -195,11 +197,37 @@ class FileWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
+        self._append(data)
+
+    def _append(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
         self.written += len(data)
+
+    def copy_from(self, fd: int, ranges: Sequence[tuple[int, int]]) -> None:
+        """Append the ``(offset, length)`` ranges of the open file ``fd`` (chunks of our own older copy
+        that a delta reuses). Read a MiB at a time; each piece is hashed on a helper thread while it
+        is written (BLAKE3 and write(2) both let go of the GIL: 64 MiB in ~0.055 s instead of ~0.07 s).
+        OSError if ``fd`` has fewer bytes than asked for: our copy changed under the transfer."""
+        with ThreadPoolExecutor(1, thread_name_prefix="shoal-hash") as pool:
+            hashing: Future[object] | None = None
+            try:
+                for start, length in ranges:
+                    offset, end = start, start + length
+                    while offset < end:
+                        data = os.pread(fd, min(COPY_PIECE, end - offset), offset)
+                        if not data:
+                            raise OSError(errno.EIO, "our copy of the file changed while its chunks were reused")
+                        if hashing is not None:
+                            hashing.result()  # in order
+                        hashing = pool.submit(self.hasher.update, data)
+                        self._append(data)
+                        offset += len(data)
+            finally:
+                if hashing is not None:
+                    hashing.result()
 
     def _close(self) -> None:
         """Close the temp file once. A second close(2) of the same number would close whatever was

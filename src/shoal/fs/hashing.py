@@ -28,10 +28,10 @@ def _sig(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _read_once(fd: int, size: int) -> tuple[bytes, list[delta.Chunk] | None]:
+def _read_once(fd: int, size: int, previous: list[delta.Chunk] | None) -> tuple[bytes, list[delta.Chunk] | None]:
     if size >= delta.DELTA_MIN_BYTES:
         # Large files may later travel as deltas: take the chunk map in the same pass.
-        return delta.hash_and_chunks(fd)
+        return delta.hash_and_chunks(fd, previous)
     h = blake3.blake3()
     # A small file is read with one call: asking for one byte more than its size, a short read means end
     # of file. Only a file that grew needs more calls.
@@ -45,16 +45,17 @@ def _read_once(fd: int, size: int) -> tuple[bytes, list[delta.Chunk] | None]:
     return h.digest(), None
 
 
-def hash_file(path: str, attempts: int = 3) -> Hashed:
+def hash_file(path: str, previous: list[delta.Chunk] | None = None, attempts: int = 3) -> Hashed:
     """Hash ``path``; raise OSError if it cannot be opened. A file that changes while it is read is read
-    again, up to ``attempts`` times; the last result is returned with ``stable=False`` if it never settled."""
+    again, up to ``attempts`` times; the last result is returned with ``stable=False`` if it never settled.
+    ``previous``: the chunk map of the version recorded before, to guide the chunking of a large file."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise OSError(0, "not a regular file any more")
         for _ in range(attempts):
-            digest, chunks = _read_once(fd, before.st_size)
+            digest, chunks = _read_once(fd, before.st_size, previous)
             after = os.fstat(fd)
             if _sig(after) == _sig(before):
                 return Hashed(digest, after, True, chunks)

@@ -38,6 +38,7 @@ from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
 from shoal.model.patterns import Verdict, minimal_roots
 from shoal.model.records import SIG_DELETED, Kind, Record, bump
 from shoal.state.db import ScanIndex, StateDB
+from shoal.transfer.delta import DELTA_MIN_BYTES, Chunk
 
 RECENT_NS = 2_000_000_000  #: "recent" where timestamps may be coarse (ext3 and HFS+ keep seconds, FAT 2 s)
 RECENT_FINE_NS = 100_000_000  #: "recent" where they are fine: a kernel timestamp tick is 1-10 ms
@@ -90,7 +91,7 @@ class Scanner:
         *,
         clock_ns: Callable[[], int] = time.time_ns,
         hash_workers: int = 4,
-        hasher: Callable[[str], Hashed] = hash_file,
+        hasher: Callable[[str, list[Chunk] | None], Hashed] = hash_file,
         busy: Callable[[str], bool] | None = None,
     ) -> None:
         #: real paths a peer's change is being applied to right now: their files may be on disk before
@@ -208,6 +209,20 @@ class Scanner:
         changes.clear()
         refreshes.clear()
 
+    def _previous_chunks(self, old: Record | None, size: int) -> list[Chunk] | None:
+        """The chunk map of the version recorded before, if both it and the file now are large: the new
+        map is then checked against it rather than cut afresh where the bytes did not change."""
+        if (
+            old is None
+            or old.deleted
+            or old.kind is not Kind.FILE
+            or old.hash is None
+            or min(old.size_bytes, size) < DELTA_MIN_BYTES
+        ):
+            return None
+        stored = self.db.chunk_map(old.hash)
+        return None if stored is None else [Chunk(d, off, length) for d, off, length in stored]
+
     def _settle(
         self,
         pending: list[Candidate],
@@ -232,11 +247,11 @@ class Scanner:
         olds = self.db.get_records(fsdecode(p[1]) for p in pending)
         journal = self.db.journal_get(fsdecode(p[1]) for p in pending) if self._journal else {}
 
-        def read(item: Candidate) -> Hashed | OSError | None:
+        def read(item: Candidate, previous: list[Chunk] | None = None) -> Hashed | OSError | None:
             if item[3] is not Kind.FILE:
                 return None
             try:
-                return self.hasher(fsdecode(item[0]))
+                return self.hasher(fsdecode(item[0]), previous)
             except OSError as e:
                 return e
 
@@ -244,7 +259,7 @@ class Scanner:
         # thread 75k files/s, four threads 26k). Large ones go to the pool, where reading and BLAKE3
         # release the GIL.
         big = {
-            i: pool.submit(read, item)
+            i: pool.submit(read, item, self._previous_chunks(olds.get(fsdecode(item[1])), item[2].st_size))
             for i, item in enumerate(pending)
             if item[3] is Kind.FILE and item[2].st_size >= POOL_FROM_BYTES
         }

@@ -83,18 +83,79 @@ def _chunks(
         buf = bytes(view[keep:])
 
 
+def _guided_chunks(
+    fd: int, old: list[Chunk], block: int = BLOCK, also: Callable[[bytes], object] | None = None
+) -> Iterator[tuple[bytes, int, int, memoryview]]:
+    """What ``_chunks`` yields, taking the boundaries of ``old`` (the file's previous chunk map) where
+    the bytes are unchanged, instead of running FastCDC over them.
+
+    A cut depends only on the bytes from its chunk's start: where an old chunk starts at the same
+    offset and its digest matches the bytes there now, the cut is where it was. From a chunk that
+    changed, FastCDC runs until one of its cuts lands where an old chunk starts, and the old map is
+    followed again from there. The old last chunk was cut by the old end of the file, so it stands
+    only where the file still ends there. (A rewrite in place of 1 MiB in a 64 MiB file: FastCDC over
+    about 1.3 MiB instead of 64.)"""
+    starts = {c.offset: c for c in old}
+    old_size = old[-1].offset + old[-1].length if old else 0
+    window = 4 * _cdc.max_size  # FastCDC runs this far at a time: its first cut is always inside
+    blocks = _read_ahead(fd, block, also)
+    buf = b""  # the file's bytes [base, base + len(buf))
+    base = pos = 0  # pos: where the next chunk starts
+    eof = False
+
+    def reach(upto: int) -> int:
+        """Read on until ``buf`` holds the file up to ``upto`` or its end; the offset it holds up to."""
+        nonlocal buf, base, eof
+        while not eof and base + len(buf) < upto:
+            more = next(blocks)
+            eof = len(more) < block
+            if pos > base:  # what lies before ``pos`` is done with
+                buf, base = buf[pos - base :], pos
+            buf = buf + more if buf else more
+        return base + len(buf)
+
+    while True:
+        c = starts.get(pos)
+        if c is not None:
+            end = pos + c.length
+            held = reach(end)
+            if end <= held and (end < old_size or (eof and held == end)):
+                piece = memoryview(buf)[pos - base : end - base]
+                d = blake3.blake3(piece).digest(DIGEST_BYTES)
+                if d == c.digest:
+                    yield d, pos, c.length, piece
+                    pos = end
+                    continue
+        held = reach(pos + window)
+        if held <= pos:
+            return
+        view = memoryview(buf)[pos - base : held - base]
+        cuts = list(_cdc.cut_buf(view))
+        at = pos
+        for cut in cuts if eof else cuts[:-1]:  # (the last one may be cut by the window's end)
+            piece = view[cut.offset : cut.offset + cut.length]
+            yield blake3.blake3(piece).digest(DIGEST_BYTES), at, cut.length, piece
+            at += cut.length
+            if at in starts:
+                break
+        pos = at
+
+
 def digest(data: bytes | memoryview) -> bytes:
     """A chunk's name."""
     return blake3.blake3(data).digest(DIGEST_BYTES)
 
 
-def hash_and_chunks(fd: int) -> tuple[bytes, list[Chunk]]:
-    """The whole file's BLAKE3 and its chunk map from one read of the data, so the two agree.
+def hash_and_chunks(fd: int, previous: list[Chunk] | None = None) -> tuple[bytes, list[Chunk]]:
+    """The whole file's BLAKE3 and its chunk map from one read of the data, so the two agree. With
+    ``previous`` (the chunk map of the version before), its boundaries are checked rather than cut
+    again where the bytes did not change.
 
     The whole-file hash is taken block by block beside the reads, on the read-ahead thread (64 MiB:
     about 0.1 s instead of 0.25 s for one thread feeding each chunk to a multi-threaded hasher)."""
     whole = blake3.blake3()
-    chunks = [Chunk(d, offset, length) for d, offset, length, _ in _chunks(fd, also=whole.update)]
+    pieces = _guided_chunks(fd, previous, also=whole.update) if previous else _chunks(fd, also=whole.update)
+    chunks = [Chunk(d, offset, length) for d, offset, length, _ in pieces]
     return whole.digest(), chunks
 
 
