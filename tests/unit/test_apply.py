@@ -14,6 +14,7 @@ import blake3
 import pytest
 
 from shoal.engine.exchange import _whole
+from shoal.fs import apply as apply_mod
 from shoal.fs.apply import COPY_PIECE, TMP_PREFIX, ApplyError, FileWriter, Tree
 from shoal.model.records import Kind, Record
 
@@ -145,6 +146,39 @@ def test_a_local_write_landing_as_a_version_is_renamed_in_is_not_lost(
         assert len(done) == 1 and problems == []
         assert f.read_bytes() == new
     assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temp file left, nothing set aside
+
+
+def test_a_second_local_write_between_the_two_exchanges_is_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local write lands after the last look (RacingTree), so the received version goes in by an
+    exchange and the local one comes out; a second local write lands over the received version before
+    the exchange that puts the first one back. Neither local version may be dropped: the first goes
+    back to the path, the second is kept beside it as NAME.shoal-kept-NS."""
+    f = tmp_path / "f"
+    f.write_bytes(b"old")
+    expect = _recorded(f)
+    looked = apply_mod._is_expected
+
+    def second_write(st: os.stat_result, e: Record) -> bool:
+        answer = looked(st, e)  # the first local write came out of the exchange: not the expected one
+        tmp = f.with_name(".second.swp")
+        tmp.write_bytes(b"second local edit")
+        os.replace(tmp, f)  # lands over the received version, between the two exchanges
+        return answer
+
+    monkeypatch.setattr(apply_mod, "_is_expected", second_write)
+    new = b"from the peer"
+    rec = Record("%d%/f", Kind.FILE, size_bytes=len(new), mode=0o644, hash=blake3.blake3(new).digest())
+    with RacingTree(tmp_path, _edit) as tree:
+        w = FileWriter(tree, str(f), rec, expect)
+        w.write(new)
+        done, problems = tree.commit([w.finish()])
+    assert done == [] and len(problems) == 1 and "changed locally twice" in problems[0], problems
+    assert f.read_bytes() == b"local edit"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("f.shoal-kept-")]
+    assert len(kept) == 1 and kept[0].read_bytes() == b"second local edit"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["f", kept[0].name])  # no temp file left
 
 
 @pytest.mark.parametrize("race", [True, False], ids=["local-write-races", "no-race"])
