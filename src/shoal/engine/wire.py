@@ -6,20 +6,18 @@ from dataclasses import replace
 
 import msgspec
 
-from shoal.model.records import Kind, Record
+from shoal.model.records import KINDS, Record
 from shoal.proto import messages as m
-
-_KINDS = tuple(Kind)
 
 
 def to_record(w: m.WireRecord) -> Record:
     """The record a peer sent (ValueError for an unknown kind). Positional, in Record's field order:
     this runs for every record received."""
-    if not 0 <= w.kind < len(_KINDS):
+    if not 0 <= w.kind < len(KINDS):
         raise ValueError(f"{w.kind} is not a valid Kind")
     return Record(
         w.path,
-        _KINDS[w.kind],
+        KINDS[w.kind],
         w.size,
         w.mode,
         w.uid,

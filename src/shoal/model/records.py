@@ -26,6 +26,9 @@ class Kind(enum.IntEnum):
     BLK = 5
 
 
+#: Kind by value, for decoding many records (``Kind(n)`` costs an enum lookup each time).
+KINDS: tuple[Kind, ...] = tuple(Kind)
+
 #: POSIX file-type bits (stat.S_IFMT of st_mode) -> Kind; sockets and the like have none.
 KIND_OF_FMT = {
     stat.S_IFREG: Kind.FILE,

@@ -20,7 +20,7 @@ from typing import TypeVar
 import msgspec
 
 from shoal.errors import StateError
-from shoal.model.records import Kind, Record, Vector
+from shoal.model.records import KINDS, Record, Vector
 
 DB_NAME = "state.db"
 _BATCH = 500
@@ -213,7 +213,7 @@ class StateDB:
         # Positional, in Record's field order (this runs for every record read: pages, scans, applies).
         return Record(
             r[0].decode("utf-8", "surrogateescape"),  # path
-            _KINDS[r[1]],
+            KINDS[r[1]],
             r[2],  # size_bytes
             r[3],  # mode
             r[4],  # uid
@@ -609,7 +609,6 @@ class KeptVersion:
     id: int = 0
 
 
-_KINDS = tuple(Kind)  #: by value: Kind(n) costs an enum lookup per record
 K = TypeVar("K")
 V = TypeVar("V")
 _VECTOR_CACHE = 4096
