@@ -158,7 +158,7 @@ class Responder:
                 wanted = req.hash
                 stored = await self.r.db(lambda db: db.chunk_map(wanted))
                 if stored is not None:
-                    chunks = [delta.Chunk(d, off, length) for d, off, length in stored]
+                    chunks = delta.stored(stored)
                 else:
                     chunks = await asyncio.to_thread(delta.chunks_of, fd)
                 self.r.chunk_cache.put(req.hash, chunks)  # the next peer asking for this version reuses it

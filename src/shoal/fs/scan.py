@@ -38,6 +38,7 @@ from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
 from shoal.model.patterns import Verdict, minimal_roots
 from shoal.model.records import SIG_DELETED, Kind, Record, bump
 from shoal.state.db import ScanIndex, StateDB
+from shoal.transfer import delta
 from shoal.transfer.delta import DELTA_MIN_BYTES, Chunk
 
 RECENT_NS = 2_000_000_000  #: "recent" where timestamps may be coarse (ext3 and HFS+ keep seconds, FAT 2 s)
@@ -220,8 +221,8 @@ class Scanner:
             or min(old.size_bytes, size) < DELTA_MIN_BYTES
         ):
             return None
-        stored = self.db.chunk_map(old.hash)
-        return None if stored is None else [Chunk(d, off, length) for d, off, length in stored]
+        rows = self.db.chunk_map(old.hash)
+        return None if rows is None else delta.stored(rows)
 
     def _settle(
         self,

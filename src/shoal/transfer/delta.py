@@ -8,7 +8,7 @@ rewriting 1 MiB of a 64 MiB file sends about 1.2 MiB plus 16 bytes per chunk of 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -162,6 +162,11 @@ def hash_and_chunks(fd: int, previous: list[Chunk] | None = None) -> tuple[bytes
 def chunks_of(fd: int) -> list[Chunk]:
     """The chunks of the open file ``fd``."""
     return [Chunk(digest, offset, length) for digest, offset, length, _ in _chunks(fd)]
+
+
+def stored(rows: Iterable[tuple[bytes, int, int]]) -> list[Chunk]:
+    """A chunk map as the state database keeps it: (digest, offset, length) rows."""
+    return [Chunk(d, offset, length) for d, offset, length in rows]
 
 
 @dataclass(frozen=True, slots=True)
