@@ -188,9 +188,9 @@ class Exchange:
                     self.progress(self.report)
             # Poke when our records changed, or as a keepalive every KEEPALIVE_S; never in answer to a
             # poke (two lasting sessions would bounce pokes forever).
-            if self.local_changed.is_set() or time.monotonic() >= keepalive_at:
+            keepalive = time.monotonic() >= keepalive_at
+            if self.local_changed.is_set() or keepalive:
                 self.local_changed.clear()
-                keepalive = time.monotonic() >= keepalive_at
                 keepalive_at = time.monotonic() + KEEPALIVE_S
                 # (a keepalive reads the database: another process may have written it meanwhile)
                 upto = await (self.r.db(lambda db: db.last_seq()) if keepalive else self.r.last_seq())
