@@ -1,5 +1,5 @@
 """``python -m shoal`` runs the command line."""
 
-from shoal.cli.main import main
+from shoal.cli.quick import main
 
 main()

@@ -147,6 +147,26 @@ def test_sync_goes_through_the_local_daemon_when_it_runs(cluster: Cluster) -> No
     assert (cluster.nodes["beta"].data / "stale-socket").exists()
 
 
+def test_relative_paths_name_what_lies_below_the_callers_directory(cluster: Cluster) -> None:
+    """Through the daemon (which runs in another directory) as much as in-process."""
+    cluster.start("beta")
+    a, b = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+    (a / "sub").mkdir()
+    (a / "sub" / "alone").write_text("1")
+    (a / "not-this").write_text("2")
+    r = cluster.run("alpha", "sync", "--standalone", "--peer", "beta", "sub", cwd=a)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (b / "sub" / "alone").read_text() == "1"
+    assert not (b / "not-this").exists()
+    cluster.start("alpha")
+    (a / "sub" / "second").write_text("3")
+    r = cluster.run("alpha", "sync", "--peer", "beta", "./second", cwd=a / "sub")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "beta: received 0 files (0 B), 0 deletions; sent 1 files (1 B)" in r.stdout
+    assert (b / "sub" / "second").read_text() == "3"
+    assert not (b / "not-this").exists()
+
+
 def test_a_push_does_not_echo_back_but_a_reinstalled_node_gets_everything(cluster: Cluster) -> None:
     cluster.start("beta")
     a = cluster.nodes["alpha"].data

@@ -1,4 +1,5 @@
-"""Entry point of ``shoal``: global options, lazy command registration, and the error boundary.
+"""The ``shoal`` command line: global options, lazy command registration, and the error boundary (a
+sync handed to a running daemon is answered before this module loads: see cli/quick.py).
 
 Commands are imported only when they run (``LazyGroup``), so a cron-driven ``shoal check`` does not pay
 for the TLS, table-rendering and demo code it never uses.

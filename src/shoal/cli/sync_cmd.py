@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shoal.cli.context import AppContext
+from shoal.cli.quick import absolute
+from shoal.cli.sync_text import refusal, render, size
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+if TYPE_CHECKING:
+    from shoal.engine.reports import SyncReport
 
 
 @click.command("sync")
@@ -50,7 +48,7 @@ def sync(
     (this process always does)."""
     request = {
         "verb": "sync",
-        "paths": list(paths),
+        "paths": absolute(paths),
         "peers": [p.lower() for p in peers],
         "groups": list(groups),
         "dry_run": dry_run,
@@ -68,19 +66,15 @@ def sync(
                 answer = call(app.state_dir, request)
         else:
             answer = call(app.state_dir, request)
-    from shoal.engine.reports import SyncReport
-
-    report: object
-    if answer is not None:
-        if "error" in answer:
-            raise click.ClickException(f"the daemon refused: {answer['error']}")
-        report = SyncReport.from_json(answer["report"])
-    else:
-        report = _standalone(app, request)
-    return _render(app, report)
+    if answer is None:
+        answer = {"report": dataclasses.asdict(_standalone(app, request))}
+    why = refusal(answer)
+    if why is not None:
+        raise click.ClickException(why)
+    return render(answer["report"], app.verbose)
 
 
-def _standalone(app: AppContext, request: dict[str, Any]) -> object:
+def _standalone(app: AppContext, request: dict[str, Any]) -> SyncReport:
     """The same work the daemon does for a ``sync`` request, in this process."""
     import asyncio
 
@@ -95,7 +89,7 @@ def _standalone(app: AppContext, request: dict[str, Any]) -> object:
     paths = request["paths"] or None
     scanned = None if request["dry_run"] else scan_first(cfg, app.state_dir, paths)
 
-    async def main() -> object:
+    async def main() -> SyncReport:
         replica = await Replica.open(cfg, app.state_dir)
         try:
             kwargs: dict[str, Any] = dict(
@@ -131,52 +125,6 @@ class _Bars:
         if task is not None:
             self.progress.update(
                 task,
-                description=f"{r.peer}: received {r.files_in} files ({_size(r.bytes_in)}), "
-                f"sent {r.files_out} ({_size(r.bytes_out)})",
+                description=f"{r.peer}: received {r.files_in} files ({size(r.bytes_in)}), "
+                f"sent {r.files_out} ({size(r.bytes_out)})",
             )
-
-
-def _render(app: AppContext, report: object) -> int:
-    from shoal.engine.reports import SyncReport
-
-    assert isinstance(report, SyncReport)
-    if report.scan is not None and (report.scan.recorded or app.verbose):
-        s = report.scan
-        click.echo(f"local: {s.new} new, {s.changed} changed, {s.metadata} metadata, {s.deleted} deleted")
-    reasons: list[str] = []
-    for sess in report.sessions:
-        if sess.error:
-            click.echo(f"{sess.peer}: failed: {sess.error}")
-            reasons.append(f"{sess.peer}: {sess.error}")
-            continue
-        click.echo(
-            f"{sess.peer}: received {sess.files_in} files ({_size(sess.bytes_in)}), {sess.deleted_in} "
-            f"deletions; sent {sess.files_out} files ({_size(sess.bytes_out)})"
-        )
-        for path in sess.would_change:
-            click.echo(f"  would apply: {path}")
-        for how in sess.resolved:
-            click.echo(f"  conflict settled: {how}")
-        for path in sess.conflicts:
-            click.echo(f"  conflict: {path} (changed here and on {sess.peer}; both versions kept)")
-            reasons.append(f"conflict on {path} with {sess.peer}")
-        for problem in sess.problems:
-            click.echo(f"  problem: {problem}")
-            reasons.append(problem)
-        if sess.superseded:  # not a problem: the new versions are the next sync's
-            click.echo(f"  {sess.superseded} file(s) changed on {sess.peer} while being sent; not taken this time")
-        for path in sess.peer_conflicts:
-            click.echo(f"  conflict on {sess.peer}: {path} (changed there and here; both versions kept)")
-            reasons.append(f"conflict on {path} at {sess.peer}")
-        for problem in sess.peer_problems:
-            click.echo(f"  problem on {sess.peer}: {problem}")
-            reasons.append(f"{sess.peer}: {problem}")
-    for what in report.open_conflicts:
-        click.echo(f"open conflict: {what} (see 'shoal conflicts'; settle with 'shoal resolve')")
-        reasons.append(f"open conflict: {what}")
-    for name, why in sorted(report.unreachable.items()):
-        click.echo(f"{name}: unreachable: {why}")
-    if reasons:
-        click.echo(f"not converged: {len(reasons)} problem(s)", err=True)
-        return 1
-    return 0

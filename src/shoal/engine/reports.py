@@ -1,12 +1,11 @@
-"""What a sync did: plain values, importable without the engine (``shoal sync`` renders a daemon's answer
-with nothing else loaded)."""
+"""What a sync did: plain values, importable without the engine. They travel as JSON
+(``dataclasses.asdict``), which is what cli/sync_text.py prints."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from shoal.fs.results import Problem, ScanResult
+from shoal.fs.results import ScanResult
 
 
 @dataclass
@@ -36,16 +35,6 @@ class SyncReport:
     sessions: list[SessionReport] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
     open_conflicts: list[str] = field(default_factory=list)  #: "PATH with PEER", found by earlier runs
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SyncReport:
-        scan = data.get("scan")
-        return cls(
-            scan=None if scan is None else ScanResult(**{**scan, "problems": [Problem(**p) for p in scan["problems"]]}),
-            sessions=[SessionReport(**s) for s in data.get("sessions", [])],
-            unreachable=dict(data.get("unreachable", {})),
-            open_conflicts=list(data.get("open_conflicts", [])),
-        )
 
     @property
     def converged(self) -> bool:

@@ -83,13 +83,19 @@ class Cluster:
     # -- processes -------------------------------------------------------------------------------------
 
     def run(
-        self, name: str, *args: str, timeout: float = 120, check: bool = False, config: Path | None = None
+        self,
+        name: str,
+        *args: str,
+        timeout: float = 120,
+        check: bool = False,
+        config: Path | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         node = self.nodes[name]
         cmd = [str(SHOAL), "-c", str(config or self.config), "-N", name, "--state-dir", str(node.state), *args]
         cmd = self.command(name, cmd)
         return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, check=check, stdin=subprocess.DEVNULL
+            cmd, capture_output=True, text=True, timeout=timeout, check=check, stdin=subprocess.DEVNULL, cwd=cwd
         )
 
     def sync(self, name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,91 @@
+"""What ``shoal sync`` prints for a sync report, and its exit code.
+
+It works on the report's JSON form (what the daemon answers; ``dataclasses.asdict`` of a ``SyncReport``
+for work done in-process), and imports nothing beyond the standard library, so that a sync handed to the
+daemon prints its result without loading click or the engine (see cli/quick.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+#: The scan counts that mean something was recorded (``ScanResult.recorded``).
+RECORDED = ("new", "changed", "metadata", "type_changed", "deleted")
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _print_out(line: str) -> None:
+    print(line, flush=True)
+
+
+def _print_err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def render(
+    report: dict[str, Any],
+    verbose: int = 0,
+    out: Callable[[str], None] = _print_out,
+    err: Callable[[str], None] = _print_err,
+) -> int:
+    """Print ``report``; 0 when everything converged, else 1 (after saying why, on ``err``)."""
+    scan = report.get("scan")
+    if scan is not None and (any(scan[k] for k in RECORDED) or verbose):
+        new, changed, metadata, deleted = scan["new"], scan["changed"], scan["metadata"], scan["deleted"]
+        out(f"local: {new} new, {changed} changed, {metadata} metadata, {deleted} deleted")
+    reasons: list[str] = []
+    for sess in report.get("sessions", []):
+        peer = sess["peer"]
+        if sess.get("error"):
+            out(f"{peer}: failed: {sess['error']}")
+            reasons.append(f"{peer}: {sess['error']}")
+            continue
+        out(
+            f"{peer}: received {sess['files_in']} files ({size(sess['bytes_in'])}), {sess['deleted_in']} "
+            f"deletions; sent {sess['files_out']} files ({size(sess['bytes_out'])})"
+        )
+        for path in sess["would_change"]:
+            out(f"  would apply: {path}")
+        for how in sess["resolved"]:
+            out(f"  conflict settled: {how}")
+        for path in sess["conflicts"]:
+            out(f"  conflict: {path} (changed here and on {peer}; both versions kept)")
+            reasons.append(f"conflict on {path} with {peer}")
+        for problem in sess["problems"]:
+            out(f"  problem: {problem}")
+            reasons.append(problem)
+        if sess["superseded"]:  # not a problem: the new versions are the next sync's
+            out(f"  {sess['superseded']} file(s) changed on {peer} while being sent; not taken this time")
+        for path in sess["peer_conflicts"]:
+            out(f"  conflict on {peer}: {path} (changed there and here; both versions kept)")
+            reasons.append(f"conflict on {path} at {peer}")
+        for problem in sess["peer_problems"]:
+            out(f"  problem on {peer}: {problem}")
+            reasons.append(f"{peer}: {problem}")
+    for what in report.get("open_conflicts", []):
+        out(f"open conflict: {what} (see 'shoal conflicts'; settle with 'shoal resolve')")
+        reasons.append(f"open conflict: {what}")
+    for name, why in sorted(report.get("unreachable", {}).items()):
+        out(f"{name}: unreachable: {why}")
+    if reasons:
+        err(f"not converged: {len(reasons)} problem(s)")
+        return 1
+    return 0
+
+
+def refusal(answer: dict[str, Any]) -> str | None:
+    """Why a daemon's answer to a sync request holds no report, or None when it holds one."""
+    if "error" in answer:
+        return f"the daemon refused: {answer['error']}"
+    if "report" not in answer:
+        return "the daemon closed the connection without an answer (see its log)"
+    return None
