@@ -59,7 +59,7 @@ def test_whole_file_when_the_receiver_has_nothing(tmp_path: Path) -> None:
 def test_blockwise_chunking_equals_whole_buffer(tmp_path: Path) -> None:
     data = os.urandom((5 << 20) + 12345)
     (tmp_path / "f").write_bytes(data)
-    whole = [(c.offset, c.length) for c in delta._cdc.cut_buf(data)]
+    whole = [(c.offset, c.length) for c in delta._chunker().cut_buf(data)]
     with open(tmp_path / "f", "rb") as f:
         for block in (1 << 20, 3 << 20, 64 << 20):
             got = [(off, length) for _, off, length, _ in delta._chunks(f.fileno(), block)]

@@ -7,13 +7,17 @@ rewriting 1 MiB of a 64 MiB file sends about 1.2 MiB plus 16 bytes per chunk of 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
-from pyfastcdc import FastCDC
+
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 DELTA_MIN_BYTES = 1 << 20  #: smaller files always travel whole
 AVG_CHUNK = 64 << 10
@@ -21,7 +25,14 @@ DIGEST_BYTES = 16
 PIECE = 1 << 20  #: literal data travels in pieces of at most this size
 BLOCK = 8 << 20  #: files are read and chunked this much at a time
 
-_cdc = FastCDC(avg_size=AVG_CHUNK)
+
+@functools.cache
+def _chunker() -> FastCDC:
+    """The FastCDC cutter, made at first use: only large files are chunked, and importing it costs
+    ~10 ms that a sync of small files should not pay."""
+    from pyfastcdc import FastCDC
+
+    return FastCDC(avg_size=AVG_CHUNK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,7 @@ def _chunks(
         eof = len(more) < block
         buf = buf + more if buf else more
         view = memoryview(buf)
-        cuts = list(_cdc.cut_buf(view))
+        cuts = list(_chunker().cut_buf(view))
         final = cuts if eof else cuts[:-1]
         for c in final:
             piece = view[c.offset : c.offset + c.length]
@@ -97,7 +108,7 @@ def _guided_chunks(
     about 1.3 MiB instead of 64.)"""
     starts = {c.offset: c for c in old}
     old_size = old[-1].offset + old[-1].length if old else 0
-    window = 4 * _cdc.max_size  # FastCDC runs this far at a time: its first cut is always inside
+    window = 4 * _chunker().max_size  # FastCDC runs this far at a time: its first cut is always inside
     blocks = _read_ahead(fd, block, also)
     buf = b""  # the file's bytes [base, base + len(buf))
     base = pos = 0  # pos: where the next chunk starts
@@ -130,7 +141,7 @@ def _guided_chunks(
         if held <= pos:
             return
         view = memoryview(buf)[pos - base : held - base]
-        cuts = list(_cdc.cut_buf(view))
+        cuts = list(_chunker().cut_buf(view))
         at = pos
         for cut in cuts if eof else cuts[:-1]:  # (the last one may be cut by the window's end)
             piece = view[cut.offset : cut.offset + cut.length]
