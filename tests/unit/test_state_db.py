@@ -198,3 +198,34 @@ def test_names_another_connection_added_are_seen_not_inserted_twice(tmp_path: Pa
         assert daemon.watermarks("peer") == (7, 3)
         daemon.set_pin("peer", "ab" * 32, 1)
         assert oneshot.pin("peer") == "ab" * 32
+
+
+def _fresh_index(path: str) -> dict[bytes, int]:
+    with StateDB.open(path, readonly=True) as other:
+        return other.scan_index()
+
+
+def test_the_kept_scan_index_follows_every_write_here_and_there(tmp_path: Path) -> None:
+    """The scan index a connection keeps must always equal the table: after its own changes, refreshes
+    and forgets, after another connection's commits, after a failed write, and whatever its caller
+    does with the copy it got."""
+    path = str(tmp_path / "state.db")
+    with StateDB.open(path) as db, StateDB.open(path) as other:
+        db.apply_scan([rec("/a"), rec("/b"), rec("/c", recheck=True)])
+        first = db.scan_index()
+        assert first == _fresh_index(path) and len(first) == 3
+        first.clear()  # the caller's copy: the next scan still gets everything
+        assert db.scan_index() == _fresh_index(path)
+        db.apply_scan(
+            [rec("/a", size_bytes=9), rec("/d")],
+            refreshes=[rec("/b", inode=77), rec("/never-recorded", inode=1)],
+            forget=["/c"],
+        )
+        assert db.scan_index() == _fresh_index(path)
+        assert b"/never-recorded" not in db.scan_index()
+        other.apply_scan([rec("/b", mtime_ns=5), rec("/e")], forget=["/d"])  # another connection
+        assert db.scan_index() == _fresh_index(path)
+        with pytest.raises(sqlite3.IntegrityError):  # refused by the table: nothing changes
+            db.apply_scan([rec("/a", size_bytes=1234), rec("/bad", kind=9)])
+        assert db.scan_index() == _fresh_index(path)
+        assert db.scan_index()[b"/a"] == rec("/a", size_bytes=9).signature()

@@ -70,6 +70,7 @@ class ControlServer:
             return {"status": self._status() if self._status is not None else {}}
         if request.get("verb") != "sync":
             return {"error": f"unknown request {request.get('verb')!r}"}
+        log.debug("control: sync requested (%s)", {k: v for k, v in request.items() if v and k != "verb"} or "all")
         async with self.replica.sync_lock:
             scanned = None
             trust_watcher = not (request.get("paths") or request.get("dry_run") or request.get("full"))

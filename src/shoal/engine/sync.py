@@ -53,7 +53,17 @@ async def sync_once(
         # (paths a peer's batch is applying right now are left to that apply)
         report.scan = await replica.db(lambda db: replica.scanner(db).scan(list(paths) if paths else None))
     if report.scan is not None:
-        replica.actions.changed(report.scan.changed_paths, local=True)
+        s = report.scan
+        log.debug(
+            "scan: %d new, %d changed, %d deleted, %d unchanged, %d files read, in %.3fs",
+            s.new,
+            s.changed + s.metadata + s.type_changed,
+            s.deleted,
+            s.unchanged,
+            s.hashed_files,
+            s.seconds,
+        )
+        replica.actions.changed(s.changed_paths, local=True)
     targets = sorted(
         p
         for p in cfg.peers()

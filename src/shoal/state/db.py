@@ -112,6 +112,12 @@ class StateDB:
         # mostly share a handful (decoding them was a third of a sending node's CPU during a burst).
         self._vectors_in: dict[bytes, Vector] = {}
         self._vectors_out: dict[Vector, bytes] = {}
+        # The scan index as this connection last read or wrote it, and the ``data_version`` it was read
+        # at: a full scan in a long-lived process (the daemon) copies it instead of reading every row
+        # again, unless another connection has committed since. Every write of ``records`` is
+        # ``apply_scan``, which keeps it up to date.
+        self._index: ScanIndex | None = None
+        self._index_version = -1
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -260,8 +266,12 @@ class StateDB:
         )
 
     def scan_index(self) -> ScanIndex:
-        """The stat signature of every record, by logical path (bytes): two columns, so it loads fast."""
-        return dict(self._conn.execute("SELECT path, sig FROM records").fetchall())
+        """The stat signature of every record, by logical path (bytes): a copy, the caller's to change."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]  # before the rows: a commit
+        if self._index is None or version != self._index_version:  # in between means reading again
+            self._index = dict(self._conn.execute("SELECT path, sig FROM records").fetchall())
+            self._index_version = version
+        return dict(self._index)
 
     def scan_index_under(self, roots: Iterable[str]) -> ScanIndex:
         """``scan_index`` for the given logical paths and everything below them only (a targeted scan
@@ -392,6 +402,15 @@ class StateDB:
                 (seq,),
             )
         self.seq_seen = max(self.seq_seen, seq)
+        index = self._index
+        if index is not None:  # committed: the cached index follows
+            index.update((row[0], row[-1]) for row in rows)
+            for r in refreshes:  # (an UPDATE: it adds no row that is not there)
+                key = _encode_path(r.path)
+                if key in index:
+                    index[key] = r.signature()
+            for p in forget:
+                index.pop(_encode_path(p), None)
         return seq
 
     def checkpoint(self) -> None:
