@@ -404,7 +404,7 @@ class StateDB:
         self.seq_seen = max(self.seq_seen, seq)
         index = self._index
         if index is not None:  # committed: the cached index follows
-            index.update((row[0], row[-1]) for row in rows)
+            index.update((_encode_path(rec.path), rec.signature()) for rec in changes)
             for r in refreshes:  # (an UPDATE: it adds no row that is not there)
                 key = _encode_path(r.path)
                 if key in index:
