@@ -23,7 +23,7 @@ from shoal.errors import ConfigError
 from shoal.fs.scan import Scanner
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
-from shoal.net.identity import Identity, load_cert_der, load_identity, load_private_key
+from shoal.net.identity import Identity, load_identity, load_private_key
 from shoal.state.db import DB_NAME, StateDB, ensure_state_dir
 from shoal.transfer import delta
 
@@ -209,7 +209,7 @@ class Replica:
             state_dir,
             ident,
             load_private_key(ident),
-            load_cert_der(ident),
+            ident.cert_der,
             keys,
             PathMap(dict(cfg.prefixes)),
             db_file,
