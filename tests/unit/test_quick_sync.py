@@ -96,3 +96,34 @@ def test_an_answer_without_a_report_is_an_error_not_a_crash() -> None:
     assert refusal({"report": REPORT}) is None
     assert refusal({"error": "busy"}) == "the daemon refused: busy"
     assert "without an answer" in (refusal({}) or "")
+
+
+@pytest.mark.parametrize("reply", [b"", b'{"report": {"scan"'])
+def test_a_daemon_that_goes_away_mid_request_is_no_answer(tmp_path: Any, reply: bytes) -> None:
+    """A real socket whose other end reads the request, then closes after ``reply`` (nothing, or a cut
+    answer): the caller gets {} and says so, rather than a traceback."""
+    import socket
+    import threading
+
+    from shoal.cli.sync_text import refusal
+    from shoal.control.protocol import call, socket_path
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path(str(tmp_path)))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1 << 16)
+            conn.sendall(reply)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        answer = call(str(tmp_path), {"verb": "sync"}, timeout_s=5)
+    finally:
+        t.join(5)
+        server.close()
+    assert answer == {}
+    assert "without an answer" in (refusal(answer) or "")

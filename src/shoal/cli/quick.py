@@ -136,7 +136,11 @@ def handed_off(argv: list[str]) -> int | None:
 
 
 def main() -> None:
-    rc = handed_off(sys.argv[1:])
+    try:
+        rc = handed_off(sys.argv[1:])
+    except KeyboardInterrupt:
+        print("shoal: aborted", file=sys.stderr)
+        sys.exit(130)
     if rc is not None:
         sys.exit(rc)
     from shoal.cli.main import main as full

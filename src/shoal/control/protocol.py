@@ -20,7 +20,8 @@ def socket_path(state_dir: str) -> str:
 
 
 def call(state_dir: str, request: dict[str, Any], timeout_s: float = TIMEOUT_S) -> dict[str, Any] | None:
-    """Ask the daemon of ``state_dir``; None when no daemon listens there (the caller works alone)."""
+    """Ask the daemon of ``state_dir``: its answer, {} if it went away before answering in full, or None
+    when no daemon listens there (the caller works alone)."""
     path = socket_path(state_dir)
     if not os.path.exists(path):
         return None
@@ -32,11 +33,17 @@ def call(state_dir: str, request: dict[str, Any], timeout_s: float = TIMEOUT_S) 
         except OSError:
             return None  # a stale socket from a daemon that is gone
         sock.settimeout(timeout_s)
-        sock.sendall(json.dumps(request).encode() + b"\n")
         chunks = []
-        while chunk := sock.recv(1 << 16):
-            chunks.append(chunk)
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+        except OSError:  # the daemon went away mid-request (or never answered): no answer
+            return {}
     finally:
         sock.close()
-    answer: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    try:
+        answer: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:  # cut short
+        return {}
     return answer
