@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # (not typing's: importing typing is a tenth of this command's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 #: The options that take a value, by name: the global ones before the command (besides -v), then
 #: ``sync``'s own (each may be repeated), and its flags.

@@ -8,8 +8,11 @@ daemon prints its result without loading click or the engine (see cli/quick.py).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # (not typing's: importing typing is a tenth of this command's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 #: The scan counts that mean something was recorded (``ScanResult.recorded``).
 RECORDED = ("new", "changed", "metadata", "type_changed", "deleted")
