@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,73 @@ def test_no_fork_while_other_threads_run(tree: Path, tmp_path: Path, forks: list
         stop.set()
         other.join()
     assert forks == [] and res.unchanged == 115
+
+
+@pytest.fixture
+def helper(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[walk.WalkHelper, list[int]]]:
+    """A walk helper process, and the sizes of the shares handed to it."""
+    h = walk.WalkHelper()
+    handed: list[int] = []
+    real_hand = walk.WalkHelper.hand
+
+    def counting_hand(self, walker, stack, index):  # type: ignore[no-untyped-def]
+        handed.append(len(stack))
+        return real_hand(self, walker, stack, index)
+
+    monkeypatch.setattr(walk.WalkHelper, "hand", counting_hand)
+    yield h, handed
+    h.close()
+
+
+@pytest.fixture
+def busy() -> Iterator[None]:
+    """Another thread runs meanwhile (as in the daemon): forking is off."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    yield
+    stop.set()
+    other.join()
+
+
+def test_while_other_threads_run_the_helper_process_walks_half(
+    tree: Path, tmp_path: Path, forks: list[int], helper: tuple[walk.WalkHelper, list[int]], busy: None
+) -> None:
+    h, handed = helper
+    cfg = cfg_for(tree)
+    with StateDB.open(str(tmp_path / "s.db")) as db:
+        Scanner(db, cfg, clock_ns=later, walk_helper=h).scan()
+        assert handed == []  # empty index: nothing to gain
+        for d in range(6):  # something in every top-level directory, so in both shares
+            (tree / f"d{d}" / "s0" / "f0.txt").write_text("changed!")
+            (tree / f"d{d}" / "s1" / "f1.txt").unlink()
+        res = Scanner(db, cfg, clock_ns=later, walk_helper=h).scan()
+        assert forks == [] and handed == [3]
+        assert (res.changed, res.deleted, res.metadata, res.unchanged) == (6, 6, 6, 115 - 18)
+        assert h._proc is not None
+        first = h._proc.pid
+        assert first != os.getpid() and h._proc.poll() is None  # a process of its own, kept for next time
+        h._proc.kill()  # it dies between walks: the next walk starts another
+        h._proc.wait()
+        res = Scanner(db, cfg, clock_ns=later, walk_helper=h).scan()
+        assert handed == [3, 3] and (res.recorded, res.unchanged) == (0, 109)
+        assert h._proc is not None and h._proc.pid != first
+    h.close()
+    assert h._proc is None
+
+
+def test_a_helper_process_that_fails_leaves_its_share_to_this_one(
+    tree: Path, tmp_path: Path, forks: list[int], busy: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = cfg_for(tree)
+    quitter = walk.WalkHelper([sys.executable, "-c", "import sys; sys.stdin.buffer.read(8)"])  # reads, leaves
+    try:
+        with StateDB.open(str(tmp_path / "s.db")) as db:
+            Scanner(db, cfg, clock_ns=later).scan()
+            (tree / "d0" / "s0" / "f0.txt").write_text("changed in any share")
+            (tree / "d1" / "s0" / "f0.txt").write_text("changed in any share")
+            res = Scanner(db, cfg, clock_ns=later, walk_helper=quitter).scan()
+    finally:
+        quitter.close()
+    assert (res.changed, res.deleted, res.unchanged) == (2, 0, 113)
+    assert "walk helper process failed" in caplog.text or "cannot hand a share" in caplog.text

@@ -21,6 +21,7 @@ from shoal.config.resolve import GroupView, NodeConfig
 from shoal.engine.actions import ActionRunner
 from shoal.errors import ConfigError
 from shoal.fs.scan import Scanner
+from shoal.fs.walk import WalkHelper
 from shoal.model.paths import PathMap
 from shoal.model.patterns import Matcher
 from shoal.net.identity import Identity, load_identity, load_private_key
@@ -115,6 +116,8 @@ class Replica:
         self.sessions: dict[Exchange, None] = {}
         self.stopping = asyncio.Event()  #: the daemon stops: lasting sessions end
         self.inline_cache = InlineCache()
+        #: the other process that walks half of a large tree: this one runs threads, so it may not fork
+        self.walk_helper = WalkHelper()
         #: per peer, the last records of its that could not be applied here (a full disk, a busy path);
         #: cleared once a batch from it applies whole. Shown by 'shoal status'.
         self.apply_problems: dict[str, list[str]] = {}
@@ -177,7 +180,7 @@ class Replica:
 
     def scanner(self, db: StateDB) -> Scanner:
         """A scanner that leaves alone what a peer's batch is applying right now."""
-        return Scanner(db, self.cfg, busy=self.applying.__contains__)
+        return Scanner(db, self.cfg, busy=self.applying.__contains__, walk_helper=self.walk_helper)
 
     @staticmethod
     def _read_keys(cfg: NodeConfig) -> dict[str, bytes]:
@@ -241,6 +244,7 @@ class Replica:
         if self._db is not None:
             await self.db(shut)
         self._exec.shutdown(wait=True)
+        self.walk_helper.close()
 
     # -- what is shared with whom -------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from shoal.config.resolve import NodeConfig
 from shoal.fs.apply import STALE_TMP_S, writer_alive
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.results import Problem, ScanResult
-from shoal.fs.walk import Candidate, Walker, WalkTally, fsdecode
+from shoal.fs.walk import Candidate, Walker, WalkHelper, WalkTally, fsdecode
 from shoal.model.paths import PathMap, UnsafePath, check_path, is_within
 from shoal.model.patterns import Verdict, minimal_roots
 from shoal.model.records import SIG_DELETED, Kind, Record, bump
@@ -94,6 +94,7 @@ class Scanner:
         hash_workers: int = 4,
         hasher: Callable[[str, list[Chunk] | None], Hashed] = hash_file,
         busy: Callable[[str], bool] | None = None,
+        walk_helper: WalkHelper | None = None,
     ) -> None:
         #: real paths a peer's change is being applied to right now: their files may be on disk before
         #: their records are stored, so the scan leaves them alone (the apply records them)
@@ -107,7 +108,7 @@ class Scanner:
         self.hash_workers = hash_workers
         self.hasher = hasher
         self.names = _Names()
-        self.walker = Walker(self.matcher, self.pmap)
+        self.walker = Walker(self.matcher, self.pmap, walk_helper)
         self._maps: dict[bytes, list[tuple[bytes, int, int]]] = {}  # chunk maps of large files, to store
         self._maps_stored = False
         self._journal = False  #: the apply journal holds entries (checked at the start of each scan)

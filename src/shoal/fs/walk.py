@@ -18,9 +18,11 @@ import logging
 import os
 import pickle
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -69,9 +71,11 @@ class WalkTally:
 
 
 class Walker:
-    def __init__(self, matcher: Matcher, pmap: PathMap) -> None:
+    def __init__(self, matcher: Matcher, pmap: PathMap, helper: WalkHelper | None = None) -> None:
         self.matcher = matcher
         self.pmap = pmap
+        #: where half of a large walk goes when this process may not fork (it runs other threads)
+        self.helper = helper
 
     def _symlinked_ancestor(self, path: str) -> str | None:
         cut = path.find("/", 1)
@@ -204,19 +208,28 @@ class Walker:
     def walk_split(
         self, stack: list[str], tally: WalkTally, index: Index, on_batch: Callable[[list[Candidate]], None]
     ) -> None:
-        """``walk``, with half of the top-level directories in a forked child when that pays off."""
+        """``walk``, with half of the top-level directories in another process when that pays off: a
+        forked child, or where forking is unsafe, the helper process."""
         if len(index) >= PARALLEL_MIN_RECORDS and (os.cpu_count() or 1) > 1 and len(stack) == 1:
             for batch in self.walk(stack, tally, index, max_dirs=1):  # list the root, share out its subdirs
                 on_batch(batch)
-        # Fork only while no other thread runs: on_batch may have started hashing threads meanwhile.
-        child = None
-        if len(stack) >= 2 and len(index) >= PARALLEL_MIN_RECORDS and threading.active_count() == 1:
+        child: _Child | _Handed | None = None
+        if len(stack) >= 2 and len(index) >= PARALLEL_MIN_RECORDS and (os.cpu_count() or 1) > 1:
             theirs, stack[:] = stack[::2], stack[1::2]
-            child = _Child.fork(self, theirs, index)
+            # Fork only while no other thread runs: on_batch may have started hashing threads meanwhile.
+            if threading.active_count() == 1:
+                child = _Child.fork(self, theirs, index)
+            elif self.helper is not None:
+                child = self.helper.hand(self, theirs, index)
             if child is None:
                 stack += theirs
-        for batch in self.walk(stack, tally, index):
-            on_batch(batch)
+        try:
+            for batch in self.walk(stack, tally, index):
+                on_batch(batch)
+        except BaseException:
+            if child is not None:
+                child.collect()  # not left running, nor holding the helper
+            raise
         if child is None:
             return
         result = child.collect()
@@ -255,23 +268,20 @@ class _Child:
         if pid == 0:  # child: walk, write, and leave without running any cleanup of the parent's state
             code = 1
             try:
-                tally = WalkTally()
-                seen: list[bytes] = []
-                candidates = [c for batch in walker.walk(stack, tally, index, seen) for c in batch]
-                spool.write(pickle.dumps((candidates, seen, tally), protocol=pickle.HIGHEST_PROTOCOL))
+                spool.write(pickle.dumps(_share(walker, stack, index), protocol=pickle.HIGHEST_PROTOCOL))
                 spool.flush()
                 code = 0
             finally:
                 os._exit(code)
         return cls(pid, spool, list(stack))
 
-    def collect(self) -> tuple[list[Candidate], list[bytes], WalkTally] | None:
+    def collect(self) -> Share | None:
         try:
             _, status = os.waitpid(self.pid, 0)
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 return None
             self.spool.seek(0)
-            result: tuple[list[Candidate], list[bytes], WalkTally] = pickle.loads(self.spool.read())  # noqa: S301
+            result: Share = pickle.loads(self.spool.read())  # noqa: S301
             return result
         finally:
             self.spool.close()
@@ -285,6 +295,105 @@ def _listing(fd: int) -> Iterator[Iterator[os.DirEntry[str]]]:
             yield it
     finally:
         os.close(fd)
+
+
+Share = tuple[list[Candidate], list[bytes], WalkTally]
+
+
+def _share(walker: Walker, stack: list[str], index: Index) -> Share:
+    """What another process sends back for its share of a walk: (candidates, names seen, tally)."""
+    tally = WalkTally()
+    seen: list[bytes] = []
+    candidates = [c for batch in walker.walk(stack, tally, index, seen) for c in batch]
+    return candidates, seen, tally
+
+
+class WalkHelper:
+    """A process that walks half of a large tree for one that must not fork (the daemon runs threads).
+
+    It is started with fork+exec (safe beside threads) at its first use and lives until ``close``. Each
+    walk sends it the patterns, the path map, its share of the directories and the index, and it answers
+    what a forked child would. Both travel as pickles on its own pipes: it is our own program, as trusted
+    as a forked copy. Costs: ~15 MiB of memory while it lives, and ~10 ms per walk to pass the index of
+    20,000 records and the names seen back, against ~35 ms of walking saved."""
+
+    def __init__(self, command: Sequence[str] = ()) -> None:
+        self.command = list(command) or [sys.executable, "-m", "shoal.fs.walk_helper"]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one walk at a time
+
+    def hand(self, walker: Walker, stack: list[str], index: Index) -> _Handed | None:
+        """Give the helper ``stack`` to walk (starting it if needed); None if it cannot take it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        proc = self._proc
+        try:
+            if proc is None or proc.poll() is not None:
+                proc = self._proc = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                )
+            assert proc.stdin is not None
+            data = pickle.dumps((walker.matcher, walker.pmap, stack, index), protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.write(len(data).to_bytes(8, "big") + data)
+            proc.stdin.flush()
+        except OSError as e:
+            log.warning("cannot hand a share of the walk to the helper process: %s", e)
+            self._stop()
+            self._lock.release()
+            return None
+        return _Handed(self, proc, list(stack))
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+class _Handed:
+    """A share of a walk the helper process is doing."""
+
+    def __init__(self, helper: WalkHelper, proc: subprocess.Popen[bytes], stack: list[str]) -> None:
+        self.helper = helper
+        self.proc = proc
+        self.stack = stack  #: what it was given, for this process to walk if the helper fails
+
+    def collect(self) -> Share | None:
+        try:
+            assert self.proc.stdout is not None
+            head = self.proc.stdout.read(8)
+            data = self.proc.stdout.read(int.from_bytes(head, "big")) if len(head) == 8 else b""
+            if not data:
+                raise EOFError("the helper process ended")
+            result: Share = pickle.loads(data)  # noqa: S301 (our own helper's answer)
+            return result
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            log.warning("the walk helper process failed (%s); it is started again at the next walk", e)
+            self.helper._stop()
+            return None
+        finally:
+            self.helper._lock.release()
+
+
+def serve_helper(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The helper process's loop (``python -m shoal.fs.walk_helper``): walk each share asked for."""
+    while len(head := requests.read(8)) == 8:
+        matcher, pmap, stack, index = pickle.loads(requests.read(int.from_bytes(head, "big")))  # noqa: S301
+        data = pickle.dumps(_share(Walker(matcher, pmap), stack, index), protocol=pickle.HIGHEST_PROTOCOL)
+        answers.write(len(data).to_bytes(8, "big") + data)
+        answers.flush()
 
 
 def _entries(it: Iterator[os.DirEntry[str]], d: str, tally: WalkTally) -> Iterator[os.DirEntry[str]]:
