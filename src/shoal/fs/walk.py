@@ -8,7 +8,8 @@ encoding happen once per directory. On a large tree the walk is CPU-bound in one
 the root's own listing half of the pending subdirectories go to a forked child, which walks them
 against its copy-on-write copy of the index and writes what it found to an unlinked temporary file.
 The child is only forked while this process runs no other thread (forking a threaded process is
-unsafe), and if it fails the parent walks its share itself.
+unsafe); a process that runs threads (the daemon) hands the share to its long-lived helper process
+instead (``WalkHelper``). If either fails, the parent walks its share itself.
 """
 
 from __future__ import annotations
