@@ -212,6 +212,7 @@ def main() -> int:
                 env.close()
                 if proxy is not None:
                     proxy.stop()
+                shutil.rmtree(base, ignore_errors=True)  # the next tool starts on an empty /dev/shm too
             print(f"  {name} {tool}: {results[tool][0]:.3f} s", file=sys.stderr)
         c, s, d = (results[t][0] for t in ("csync2", "shoal", "shoal-daemon"))
         rows.append((name, f"{c:.3f} s", f"{s:.3f} s", f"{c / s:.1f}x", f"{d:.3f} s", f"{c / d:.1f}x", target))
