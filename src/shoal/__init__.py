@@ -5,3 +5,7 @@ of SQL; ``fs`` owns the disk; ``cli`` and ``compat`` are thin front ends. See do
 """
 
 __version__ = "0.1.0"
+
+#: Where keys, the database and the control socket live unless ``--state-dir`` or ``SHOAL_STATE_DIR``
+#: say otherwise.
+DEFAULT_STATE_DIR = "/var/lib/shoal"

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 # The config, state and rich modules are imported where a command needs them: a thin command (a sync
 # handed to the daemon, id, keygen) should not pay for them at start-up.
 
-DEFAULT_STATE_DIR = "/var/lib/shoal"
-
 
 @dataclass
 class AppContext:

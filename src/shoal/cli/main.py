@@ -13,7 +13,8 @@ import sys
 
 import click
 
-from shoal.cli.context import DEFAULT_STATE_DIR, AppContext, setup_logging
+from shoal import DEFAULT_STATE_DIR
+from shoal.cli.context import AppContext, setup_logging
 from shoal.errors import ShoalError
 
 #: command name -> (module, attribute, one-line help shown in ``shoal --help``)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 
+from shoal import DEFAULT_STATE_DIR
+
 TYPE_CHECKING = False  # (not typing's: importing typing is a tenth of this command's start-up)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 GLOBAL_OPTIONS = {"-c": "config", "--config": "config", "-N": "node", "--node": "node", "--state-dir": "state_dir"}
 SYNC_OPTIONS = {"--peer": "peers", "--group": "groups"}
 SYNC_FLAGS = ("--dry-run", "--push-only", "--full")
-DEFAULT_STATE_DIR = "/var/lib/shoal"
 
 
 def _value(args: list[str], i: int, eq: str, value: str) -> tuple[str, int] | None:

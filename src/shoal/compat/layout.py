@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from shoal import DEFAULT_STATE_DIR
 from shoal.errors import ShoalError
 from shoal.state.db import DB_NAME
 
 DEFAULT_SYSTEM_DIR = "/etc"
-DEFAULT_STATE_DIR = "/var/lib/shoal"
 
 
 class LayoutError(ShoalError):
