@@ -127,3 +127,53 @@ def test_a_daemon_that_goes_away_mid_request_is_no_answer(tmp_path: Any, reply: 
         server.close()
     assert answer == {}
     assert "without an answer" in (refusal(answer) or "")
+
+
+def test_the_report_text_and_exit_code() -> None:
+    """What cron mails: every list of a session in order, the reasons for not converging, exit 1."""
+    from shoal.cli.sync_text import render
+
+    sess: dict[str, Any] = {
+        "peer": "beta",
+        "files_in": 2,
+        "bytes_in": 3 << 20,
+        "files_out": 1,
+        "bytes_out": 10,
+        "deleted_in": 1,
+        "would_change": ["/w"],
+        "resolved": ["/r: auto younger"],
+        "conflicts": ["/c"],
+        "problems": ["p1"],
+        "superseded": 2,
+        "peer_conflicts": ["/pc"],
+        "peer_problems": ["pp"],
+        "error": None,
+    }
+    report = {
+        "scan": {"new": 1, "changed": 0, "metadata": 0, "type_changed": 0, "deleted": 0},
+        "sessions": [sess, {"peer": "gamma", "error": "refused"}],
+        "unreachable": {"delta": "timed out"},
+        "open_conflicts": ["/old with beta"],
+    }
+    out: list[str] = []
+    err: list[str] = []
+    assert render(report, 0, out.append, err.append) == 1
+    assert out == [
+        "local: 1 new, 0 changed, 0 metadata, 0 deleted",
+        "beta: received 2 files (3.0 MiB), 1 deletions; sent 1 files (10 B)",
+        "  would apply: /w",
+        "  conflict settled: /r: auto younger",
+        "  conflict: /c (changed here and on beta; both versions kept)",
+        "  problem: p1",
+        "  2 file(s) changed on beta while being sent; not taken this time",
+        "  conflict on beta: /pc (changed there and here; both versions kept)",
+        "  problem on beta: pp",
+        "gamma: failed: refused",
+        "open conflict: /old with beta (see 'shoal conflicts'; settle with 'shoal resolve')",
+        "delta: unreachable: timed out",
+    ]
+    assert err == ["not converged: 6 problem(s)"]  # conflict, problem, peer's two, gamma, the open one
+    quiet = {"scan": {**report["scan"], "new": 0}, "sessions": [], "unreachable": {}, "open_conflicts": []}
+    out.clear()
+    assert render(quiet, 0, out.append, err.append) == 0 and out == []
+    assert render(quiet, 1, out.append, err.append) == 0 and out == ["local: 0 new, 0 changed, 0 metadata, 0 deleted"]

@@ -34,6 +34,38 @@ def _print_err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+#: A session's lists, in the order printed: (field, the line for each entry, the reason it gives for not
+#: converging or None); first what happened here, then what the peer reported.
+_HERE = (
+    ("would_change", "  would apply: {x}", None),
+    ("resolved", "  conflict settled: {x}", None),
+    ("conflicts", "  conflict: {x} (changed here and on {peer}; both versions kept)", "conflict on {x} with {peer}"),
+    ("problems", "  problem: {x}", "{x}"),
+)
+_THERE = (
+    (
+        "peer_conflicts",
+        "  conflict on {peer}: {x} (changed there and here; both versions kept)",
+        "conflict on {x} at {peer}",
+    ),
+    ("peer_problems", "  problem on {peer}: {x}", "{peer}: {x}"),
+)
+
+
+def _entries(
+    sess: dict[str, Any],
+    peer: str,
+    table: tuple[tuple[str, str, str | None], ...],
+    out: Callable[[str], None],
+    reasons: list[str],
+) -> None:
+    for key, line, reason in table:
+        for x in sess[key]:
+            out(line.format(x=x, peer=peer))
+            if reason is not None:
+                reasons.append(reason.format(x=x, peer=peer))
+
+
 def render(
     report: dict[str, Any],
     verbose: int = 0,
@@ -56,24 +88,10 @@ def render(
             f"{peer}: received {sess['files_in']} files ({size(sess['bytes_in'])}), {sess['deleted_in']} "
             f"deletions; sent {sess['files_out']} files ({size(sess['bytes_out'])})"
         )
-        for path in sess["would_change"]:
-            out(f"  would apply: {path}")
-        for how in sess["resolved"]:
-            out(f"  conflict settled: {how}")
-        for path in sess["conflicts"]:
-            out(f"  conflict: {path} (changed here and on {peer}; both versions kept)")
-            reasons.append(f"conflict on {path} with {peer}")
-        for problem in sess["problems"]:
-            out(f"  problem: {problem}")
-            reasons.append(problem)
+        _entries(sess, peer, _HERE, out, reasons)
         if sess["superseded"]:  # not a problem: the new versions are the next sync's
             out(f"  {sess['superseded']} file(s) changed on {peer} while being sent; not taken this time")
-        for path in sess["peer_conflicts"]:
-            out(f"  conflict on {peer}: {path} (changed there and here; both versions kept)")
-            reasons.append(f"conflict on {path} at {peer}")
-        for problem in sess["peer_problems"]:
-            out(f"  problem on {peer}: {problem}")
-            reasons.append(f"{peer}: {problem}")
+        _entries(sess, peer, _THERE, out, reasons)
     for what in report.get("open_conflicts", []):
         out(f"open conflict: {what} (see 'shoal conflicts'; settle with 'shoal resolve')")
         reasons.append(f"open conflict: {what}")
