@@ -434,9 +434,23 @@ class Exchange:
         keeps: list[tuple[Record, str, Record, Decision, int]] = []
         settle: list[tuple[str, Vector]] = []  # open conflicts a new stored version may have settled
         resurrect: list[tuple[Record, Record]] = []  # (our dir, the peer's tombstone) we could not delete
+        trace = log.isEnabledFor(logging.DEBUG)
         for rec, real, data, seq in items:
             local = locals_.get(rec.path)
             decision = decisions[rec.path]
+            if trace and (decision.action is not Action.IGNORE or decision.conflict):
+                log.debug(
+                    "%s from %s: %s (%s); ours %s %s, theirs %s %s base %s",
+                    rec.path,
+                    peer,
+                    decision.action.value,
+                    decision.reason,
+                    None if local is None else local.vector,
+                    None if local is None or local.hash is None else local.hash.hex()[:12],
+                    rec.vector,
+                    None if rec.hash is None else rec.hash.hex()[:12],
+                    None if rec.base is None else rec.base.hex()[:12],
+                )
             if decision.action is Action.IGNORE:
                 if decision.conflict and not self.dry_run:
                     self._resolved(rec.path, decision)

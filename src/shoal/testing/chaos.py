@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import blake3
+
 from shoal.fs.apply import AT_FDCWD, RENAME_EXCHANGE, renameat2
 from shoal.fs.keep import STORE_DIR
 from shoal.testing.cluster import Cluster
@@ -70,8 +72,8 @@ class Ledger:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     digests: set[str] = field(default_factory=lambda: {_digest(b"")})
-    #: rel -> [(digest, node, when written: time.time())]
-    shared: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    #: rel -> [(digest, node, when written: time.time(), shoal's content hash (BLAKE3) in hex, for the logs)]
+    shared: dict[str, list[tuple[str, str, float, str]]] = field(default_factory=dict)
     seen_as_base: set[str] = field(default_factory=set)
     writes: int = 0
     unseen: int = 0  #: shared writes whose rename replaced a version other than the one read before
@@ -129,7 +131,8 @@ class Writer(threading.Thread):
             self.ledger.add(digest)
             replaced = _replace_seeing(tmp, path)  # exactly what the rename replaced (the daemon may
             with self.ledger.lock:  # have put a peer's version there just before)
-                self.ledger.shared.setdefault(rel, []).append((digest, self.node, time.time()))
+                entry = (digest, self.node, time.time(), blake3.blake3(data).hexdigest())
+                self.ledger.shared.setdefault(rel, []).append(entry)
                 self.ledger.seen_as_base.update(d for d in (before, replaced) if d is not None)
                 self.ledger.unseen += replaced != before
         elif op < 0.55 or len(own) < 5:  # a new file
@@ -350,11 +353,13 @@ def run_campaign(
     first = next(iter(c.nodes))
     for rel, versions in ledger.shared.items():
         final = _read_digest(c.nodes[first].data / rel)
-        for digest, node, when in versions:
+        for digest, node, when, content_hash in versions:
             report.shared_versions += 1
             if digest != final and digest not in ledger.seen_as_base and digest not in kept:
                 at = time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when * 1000) % 1000:03d}"
-                report.lost.append(f"{rel}: {node}'s version {digest[:12]}, written at {at}")
+                report.lost.append(
+                    f"{rel}: {node}'s version {digest[:12]} (hash {content_hash[:12]} in logs), written at {at}"
+                )
     report.leftover_temps = sum(len(c.temp_files(n)) for n in c.nodes)
     return report
 
