@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from shoal.net.identity import create_identity
 from shoal.testing.cluster import Cluster
 
@@ -245,3 +247,53 @@ def test_identical_trees_made_apart_converge_in_metadata_too(cluster: Cluster) -
     for root in (a, b):
         st = os.stat(root / "same.txt")
         assert (st.st_mtime_ns, st.st_mode & 0o777) == (1_700_000_000_000_000_000, 0o644)
+
+
+def test_a_local_version_recorded_while_a_batch_is_being_decided_is_not_replaced_unkept(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch from beta holds newer versions of a and b. Here, a changed on disk unrecorded, so it is
+    rescanned before the batch is applied; meanwhile (as the watcher's scan can) b gets a local
+    version recorded. b must be decided again against that version (a conflict, kept open under
+    'auto none'), not replaced by the decision made against the version before it, which would lose it.
+    Found by the crash campaign."""
+    import asyncio
+
+    from shoal.engine import exchange
+    from shoal.engine.replica import Replica
+    from shoal.engine.sync import sync_once
+    from shoal.fs.config_source import load_node_config
+    from shoal.fs.results import ScanResult
+
+    a_dir, b_dir = cluster.nodes["alpha"].data, cluster.nodes["beta"].data
+    (a_dir / "a").write_text("a0")
+    (a_dir / "b").write_text("b0")
+    cluster.start("beta")
+    assert cluster.sync("alpha", "--peer", "beta").returncode == 0
+    (b_dir / "a").write_text("a1 from beta")
+    (b_dir / "b").write_text("b1 from beta")
+    cluster.sync("beta", "--peer", "beta")  # beta's daemon records them (alpha has no daemon to take them)
+    (a_dir / "a").write_text("a: an unrecorded local edit")  # stale: rescanned before the batch
+    real_scan = exchange.Scanner.scan
+    injected: list[str] = []
+
+    def scan_and_meanwhile_record_b(self, paths=None, alone=()):  # type: ignore[no-untyped-def]
+        if paths and not injected:
+            injected.append("b")
+            (a_dir / "b").write_text("b2: a local version recorded meanwhile")
+            real_scan(self, [str(a_dir / "b")])
+        return real_scan(self, paths, alone)
+
+    monkeypatch.setattr(exchange.Scanner, "scan", scan_and_meanwhile_record_b)
+
+    async def pull() -> None:
+        replica = await Replica.open(load_node_config(str(cluster.config), "alpha"), str(cluster.nodes["alpha"].state))
+        try:
+            await sync_once(replica, peers=["beta"], scanned=ScanResult())  # (no scan first: 'a' stays stale)
+        finally:
+            await replica.close()
+
+    asyncio.run(pull())
+    assert injected == ["b"]
+    assert (a_dir / "b").read_text() == "b2: a local version recorded meanwhile"
+    assert (a_dir / "a").read_text() == "a: an unrecorded local edit"

@@ -365,9 +365,11 @@ class Exchange:
             stale_reals = list(stale.values())
             await self.r.db(lambda db: Scanner(db, self.r.cfg).scan(stale_reals))
             locals_ = await self.r.db(lambda db: db.get_records(paths))
-            for rec, _, _, _ in items:
-                if rec.path in stale:
-                    decisions[rec.path] = reconcile(locals_.get(rec.path), rec, ctxs[rec.path])
+            # Every path is decided again, not only the stale ones: meanwhile another scan (the
+            # watcher's) may have recorded a local version of any path of the batch, and a decision
+            # made against the version before it would replace it unkept (seen in the crash campaign:
+            # "the peer's version is newer" carried out over a newer local version).
+            decisions = {rec.path: reconcile(locals_.get(rec.path), rec, ctxs[rec.path]) for rec, _, _, _ in items}
         # Until their records are stored, scans (ours, the watcher's) leave these paths alone: a file
         # may be on disk before its record, and must not be taken for a local edit. So for their
         # directories, whose mtimes move until the batch puts the recorded ones back.
