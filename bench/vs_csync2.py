@@ -18,6 +18,7 @@ names, one -D directory, CSYNC2_SYSTEM_DIR).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -138,8 +139,15 @@ class ShoalEnv:
 
 
 def check_same(trees: list[Path]) -> None:
-    def snap(t: Path) -> set[tuple[str, int]]:
-        return {(str(p.relative_to(t)), p.stat().st_size) for p in t.rglob("*") if p.is_file()}
+    """Every tree holds the same files with the same contents (W3 and W4 change files in place, at the
+    same size: comparing sizes would not see a change that was never sent)."""
+
+    def snap(t: Path) -> set[tuple[str, str]]:
+        return {
+            (str(p.relative_to(t)), hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest())
+            for p in t.rglob("*")
+            if p.is_file()
+        }
 
     first = snap(trees[0])
     for t in trees[1:]:
