@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -404,7 +404,7 @@ class StateDB:
         self.seq_seen = max(self.seq_seen, seq)
         index = self._index
         if index is not None:  # committed: the cached index follows
-            index.update((_encode_path(rec.path), rec.signature()) for rec in changes)
+            index.update((cast(bytes, row[0]), cast(int, row[-1])) for row in rows)  # (path, sig) as stored
             for r in refreshes:  # (an UPDATE: it adds no row that is not there)
                 key = _encode_path(r.path)
                 if key in index:
