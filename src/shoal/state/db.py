@@ -391,9 +391,9 @@ class StateDB:
                 f"INSERT OR REPLACE INTO records ({_COLUMNS}, sig) VALUES ({','.join('?' * 21)})",
                 rows,
             )
+            refreshed = [(r.ctime_ns, r.inode, int(r.recheck), r.signature(), _encode_path(r.path)) for r in refreshes]
             self._conn.executemany(
-                "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ?, sig = ? WHERE path = ?",
-                [(r.ctime_ns, r.inode, int(r.recheck), r.signature(), _encode_path(r.path)) for r in refreshes],
+                "UPDATE records SET ctime_ns = ?, inode = ?, recheck = ?, sig = ? WHERE path = ?", refreshed
             )
             self._conn.executemany("DELETE FROM records WHERE path = ?", [(_encode_path(p),) for p in forget])
             self._conn.execute(
@@ -405,10 +405,9 @@ class StateDB:
         index = self._index
         if index is not None:  # committed: the cached index follows
             index.update((cast(bytes, row[0]), cast(int, row[-1])) for row in rows)  # (path, sig) as stored
-            for r in refreshes:  # (an UPDATE: it adds no row that is not there)
-                key = _encode_path(r.path)
+            for *_, sig, key in refreshed:  # (an UPDATE: it adds no row that is not there)
                 if key in index:
-                    index[key] = r.signature()
+                    index[key] = sig
             for p in forget:
                 index.pop(_encode_path(p), None)
         return seq
