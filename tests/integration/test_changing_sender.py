@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import msgspec
 import pytest
 
@@ -103,8 +104,12 @@ def test_a_failure_without_explanation_holds_the_pull_and_is_tried_again_unasked
 
 def test_the_sender_answers_gone_for_a_version_it_no_longer_has(net: Cluster) -> None:
     beta = net.nodes["beta"].data
-    (beta / "here").write_bytes(b"0123456789")
+    contents = {"here": b"0123456789", "grown": b"short", "missing": b"0123456789", "unknown": b"any size"}
+    for name, data in contents.items():
+        (beta / name).write_bytes(data)
     (beta / "adir").mkdir()
+    assert net.run("beta", "check").returncode == 0  # beta serves only versions it holds a record of
+    (beta / "missing").unlink()
     answers: dict[str, m.Message] = {}
 
     async def script() -> None:
@@ -113,7 +118,8 @@ def test_the_sender_answers_gone_for_a_version_it_no_longer_has(net: Cluster) ->
             asks = {"here": 10, "grown": 5, "missing": 10, "adir": 0, "unknown": -1}
             (beta / "grown").write_bytes(b"longer than five")
             for i, (name, size) in enumerate(asks.items()):
-                await ch.send(m.ContentRequest(i, f"%d%/{name}", b"", [], size if name != "unknown" else -1))
+                digest = blake3.blake3(contents.get(name, b"")).digest()
+                await ch.send(m.ContentRequest(i, f"%d%/{name}", digest, [], size))
             data: dict[int, bytes] = {}
             while sum(isinstance(a, m.ContentEnd) for a in answers.values()) < len(asks):
                 msg = await ch.recv(10)
@@ -127,7 +133,6 @@ def test_the_sender_answers_gone_for_a_version_it_no_longer_has(net: Cluster) ->
                     answers[f"{name} data"] = m.ContentData(msg.id, data.get(msg.id, b""))
             await ch.send(m.Bye("done"))
 
-    (beta / "unknown").write_bytes(b"any size")
     run(script)
     assert answers["here"] == m.ContentEnd(0, None) and answers["here data"] == m.ContentData(0, b"0123456789")
     assert answers["unknown"] == m.ContentEnd(4, None) and answers["unknown data"] == m.ContentData(4, b"any size")

@@ -757,7 +757,7 @@ class Exchange:
                 and rec.size_bytes >= delta.DELTA_MIN_BYTES
             ):
                 stored = await self.r.db(_chunk_map(local.hash or b""))
-                base = await asyncio.to_thread(_open_base, real, stored)
+                base = await asyncio.to_thread(_open_base, self.roots, real, stored)
             bases[i] = base
             have = list(base[1]) if base is not None else []
             self._content_asked += 1
@@ -876,13 +876,15 @@ def _content_length(msg: m.ContentData | m.ContentCopy) -> int:
 
 
 def _open_base(
-    real: str, stored: list[tuple[bytes, int, int]] | None
+    roots: list[str], real: str, stored: list[tuple[bytes, int, int]] | None
 ) -> tuple[int, dict[bytes, tuple[int, int]]] | None:
-    """Our current copy of a large file, opened, with its chunk map (digest -> offset, length): the one
-    stored for its content hash, else computed now."""
+    """Our current copy of a large file, opened (never through a symlink, never outside the roots: its
+    chunk digests go to the peer), with its chunk map (digest -> offset, length): the one stored for its
+    content hash, else computed now."""
     try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        with Tree(roots) as tree:
+            fd = tree.open_file(real)
+    except (ApplyError, OSError):
         return None
     try:
         chunks = stored if stored is not None else [(c.digest, c.offset, c.length) for c in delta.chunks_of(fd)]

@@ -8,15 +8,14 @@ origin is its database). Must not: change the local tree or records (that is the
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import os
-import stat
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shoal.engine.wire import to_wire
+from shoal.fs.apply import ApplyError, Tree
 from shoal.model.records import Kind, Record
 from shoal.net.transport import PeerClosed
 from shoal.proto import messages as m
@@ -30,8 +29,7 @@ log = logging.getLogger(__name__)
 
 INDEX_PAGE = 1000
 MAX_PATHS_ASKED = 1000  #: records asked for by path in one request
-#: open(2) errors that mean the file asked for is no longer there (deleted, renamed, now a symlink)
-_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+OFFERED_KEPT = 8 * INDEX_PAGE  #: records of the last pages sent, kept to check content requests without the db
 
 
 class Responder:
@@ -46,6 +44,9 @@ class Responder:
         self.matcher = session.matcher
         self._walkable = session._walkable
         self.progress = session.progress
+        self.roots = session.roots
+        #: path -> our record, for the records offered lately (what content requests ask for)
+        self._offered: OrderedDict[str, Record] = OrderedDict()
 
     async def run(self) -> None:
         try:
@@ -108,29 +109,45 @@ class Responder:
         peer then asks for it, and every content is hash-checked on arrival anyway)."""
         cache = self.r.inline_cache
         out: list[bytes | None] = []
-        for rec, real in shared:
-            data = None
-            if (
-                rec.kind is Kind.FILE
-                and not rec.deleted
-                and rec.size_bytes <= limit
-                and rec.hash is not None
-                and not self._echo(rec)
-            ):
-                data = cache.get(rec.path, rec.hash)
-                if data is None:
-                    with contextlib.suppress(OSError):
-                        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                        try:
-                            data = os.read(fd, rec.size_bytes + 1)
-                        finally:
-                            os.close(fd)
-                    if data is not None and len(data) == rec.size_bytes:
-                        cache.put(rec.path, rec.hash, data)
-                    else:
-                        data = None
-            out.append(data)
+        with Tree(self.roots) as tree:
+            for rec, real in shared:
+                self._remember(rec)
+                data = None
+                if (
+                    rec.kind is Kind.FILE
+                    and not rec.deleted
+                    and rec.size_bytes <= limit
+                    and rec.hash is not None
+                    and not self._echo(rec)
+                ):
+                    data = cache.get(rec.path, rec.hash)
+                    if data is None:
+                        fd = open_recorded(tree, real, rec)
+                        if fd is not None:
+                            try:
+                                data = os.read(fd, rec.size_bytes + 1)
+                            except OSError:
+                                data = None
+                            finally:
+                                os.close(fd)
+                        if data is not None and len(data) == rec.size_bytes:
+                            cache.put(rec.path, rec.hash, data)
+                        else:
+                            data = None
+                out.append(data)
         return out
+
+    def _remember(self, rec: Record) -> None:
+        self._offered[rec.path] = rec
+        self._offered.move_to_end(rec.path)
+        if len(self._offered) > OFFERED_KEPT:
+            self._offered.popitem(last=False)
+
+    async def _record_of(self, path: str) -> Record | None:
+        rec = self._offered.get(path)
+        if rec is None:
+            rec = (await self.r.db(lambda db: db.get_records([path]))).get(path)
+        return rec
 
     def _echo(self, rec: Record) -> bool:
         """The peer made this version itself: it has the content already."""
@@ -138,21 +155,19 @@ class Responder:
 
     async def _serve_content(self, req: m.ContentRequest) -> None:
         real = self._shared(req.path)
-        if real is None:
+        rec = None if real is None else await self._record_of(req.path)
+        if real is None or rec is None or rec.kind is not Kind.FILE or rec.deleted or rec.hash != req.hash:
+            # Only a version this node holds a record for is ever read: not a path the scanner never
+            # recorded (through a symlink, not yet scanned), not another version of a recorded one.
+            why = "not shared with you" if real is None else "no such version here"
             self.report.refused.append(req.path)
-            await self.ch.send(m.ContentEnd(req.id, "not shared with you"))
+            await self.ch.send(m.ContentEnd(req.id, why, gone=real is not None))
+            return
+        fd = await asyncio.to_thread(_open_in, self.roots, real, rec)
+        if fd is None:
+            await self.ch.send(m.ContentEnd(req.id, "changed since it was recorded", gone=True))
             return
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            await self.ch.send(m.ContentEnd(req.id, f"cannot open: {e.strerror}", gone=e.errno in _GONE))
-            return
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or (req.size >= 0 and st.st_size != req.size):
-                # Not the version asked for: the scan that records what is there now follows.
-                await self.ch.send(m.ContentEnd(req.id, "changed since it was recorded", gone=True))
-                return
             chunks = self.r.chunk_cache.get(req.hash) if req.have else None
             if req.have and chunks is None:
                 wanted = req.hash
@@ -183,6 +198,26 @@ class Responder:
             await self.ch.send(m.ContentEnd(req.id, f"read error: {e.strerror}"))
         finally:
             os.close(fd)
+
+
+def open_recorded(tree: Tree, real: str, rec: Record) -> int | None:
+    """A read-only fd of the file ``rec`` records at ``real``, reached without following any symlink and
+    without leaving the roots (``Tree.open_file``), if what is there is still that file (size, mtime and,
+    where recorded, inode agree); else None (the scan that records what is there now follows)."""
+    try:
+        fd = tree.open_file(real)
+    except (ApplyError, OSError):
+        return None
+    st = os.fstat(fd)
+    if st.st_size != rec.size_bytes or st.st_mtime_ns != rec.mtime_ns or (rec.inode and st.st_ino != rec.inode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _open_in(roots: list[str], real: str, rec: Record) -> int | None:
+    with Tree(roots) as tree:
+        return open_recorded(tree, real, rec)
 
 
 def _page(since: int) -> Callable[[StateDB], tuple[int, list[Record]]]:
