@@ -318,6 +318,18 @@ class Tree:
         self._fds[path] = fd
         return fd
 
+    def open_file(self, real: str) -> int:
+        """A read-only fd of the regular file at ``real``, reached as writes reach it: component by
+        component from ``/`` with O_NOFOLLOW, never through a symlink and never outside a root (what a
+        peer may read must be exactly what it may write). ApplyError if anything else is there."""
+        parent, name = self.split(real)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=self.open_dir(parent, create=False))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ApplyError(f"{real}: not a regular file")
+        return fd
+
     def set_owner_mode(self, fd: int, rec: Record) -> None:
         uid = -1 if "uid" in self.ignore else rec.uid
         gid = -1 if "gid" in self.ignore else rec.gid
