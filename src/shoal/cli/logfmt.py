@@ -1,4 +1,8 @@
-"""Log line formats for the daemon: text (default), key=value (logfmt) or JSON, one event per line."""
+"""Log line formats for the daemon: text (default), key=value (logfmt) or JSON, one event per line.
+
+Every format is a ``SafeFormatter``: the message is escaped (``shoal.logsafe``) before the format
+quotes it, so the message a reader gets back (kv unquoted, JSON decoded) is the text format's message.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,32 @@ import json
 import logging
 import time
 
+from shoal.logsafe import SafeFormatter
 
-class _KeyValue(logging.Formatter):
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class _KeyValue(SafeFormatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        if record.exc_info:
-            msg += "\n" + self.formatException(record.exc_info)
-        quoted = '"' + msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        return f"ts={ts} level={record.levelname.lower()} logger={record.name} msg={quoted}"
+        out = f"ts={ts} level={record.levelname.lower()} logger={record.name} msg={_quoted(self.message(record))}"
+        trace = self.trace(record)
+        return out if trace is None else f"{out} exc={_quoted(trace)}"
 
 
-class _Json(logging.Formatter):
+class _Json(SafeFormatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
             "ts": record.created,
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self.message(record),
         }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        trace = self.trace(record)
+        if trace is not None:
+            out["exc"] = trace
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -35,4 +44,4 @@ def formatter(kind: str) -> logging.Formatter:
         return _KeyValue()
     if kind == "json":
         return _Json()
-    return logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    return SafeFormatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")

@@ -26,6 +26,7 @@ from shoal.compat.listing import difference_lines, dirty_lines, file_lines, hint
 from shoal.config.resolve import NodeConfig
 from shoal.engine.pending import peer_matchers
 from shoal.errors import IdentityError, ShoalError
+from shoal.logsafe import SafeFormatter
 from shoal.model.paths import PathMap
 from shoal.model.records import Record, Vector
 
@@ -77,12 +78,12 @@ def _setup_logging(inv: Invocation) -> None:
     # inetd hands us the connection on stdin and stdout (often stderr too): log to syslog there, as -l does
     if (inv.syslog or (inv.mode == "serve" and inv.repeat == 1)) and os.path.exists("/dev/log"):
         handler: logging.Handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("shoal-csync2[%(process)d]: %(message)s"))
+        handler.setFormatter(SafeFormatter("shoal-csync2[%(process)d]: %(message)s"))
     elif inv.mode == "serve" and inv.repeat == 1:
         handler = logging.NullHandler()
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(SafeFormatter("%(message)s"))
     root.addHandler(handler)
 
 
