@@ -1,11 +1,14 @@
-"""``shoal config check``: validate the config and show this node's view of it."""
+"""``shoal config check``: validate the config and show this node's view of it; ``shoal config systemd``
+lives in config_systemd_cmd.py."""
 
 from __future__ import annotations
 
 import click
 
+from shoal.cli.config_systemd_cmd import systemd
 from shoal.cli.context import AppContext
 from shoal.config.describe import describe_group
+from shoal.config.lint import warnings
 
 
 @click.group("config")
@@ -30,5 +33,12 @@ def check(app: AppContext) -> int:
         for line in describe_group(cfg, g):
             click.echo(line)
     click.echo("")
-    click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s)")
+    found = warnings(cfg.groups)
+    for line in found:
+        click.echo(line, err=True)
+    counted = f", {len(found)} warning(s)" if found else ""
+    click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s){counted}")
     return 0
+
+
+config_group.add_command(systemd)
