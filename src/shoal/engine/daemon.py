@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 20.0
 LIVE_RESTART_MAX_S = 30.0  #: live mode that keeps failing is restarted at most this far apart
+RESOLVE_TIMEOUT_S = 10.0  #: a peer host name that has not resolved by then is left out of the peer addresses
 
 
 async def serve_session(replica: Replica, ch: Channel, seen: Callable[[str], None] | None = None) -> None:
@@ -61,6 +63,50 @@ async def serve_session(replica: Replica, ch: Channel, seen: Callable[[str], Non
         log.warning("session with %s failed: %s", ch.peer_address, e)
 
 
+def _peer_hosts(cfg: NodeConfig) -> tuple[frozenset[str], frozenset[str]]:
+    """The addresses the config gives for this node's peers: (IP literals, host names to resolve)."""
+    literals: set[str] = set()
+    names: set[str] = set()
+    for p in cfg.peers().values():
+        try:
+            literals.add(str(ipaddress.ip_address(p.address)))
+        except ValueError:
+            names.add(p.address)
+    return frozenset(literals), frozenset(names)
+
+
+async def _resolve(name: str) -> frozenset[str]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(name, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S)
+    except (OSError, TimeoutError, UnicodeError) as e:  # UnicodeError: not a name IDNA can encode
+        log.info("peer host %s does not resolve (%s): its connections get a stranger's limits", name, e or "timed out")
+        return frozenset()
+    return frozenset(str(info[4][0]) for info in infos)
+
+
+def _follow_peer_addresses(listener: Listener, cfg: NodeConfig) -> asyncio.Task[None] | None:
+    """Give the listener ``cfg``'s peer addresses: the IP literals at once, host names once they resolve
+    (in the returned task; until then, and if they never do, such a peer gets a stranger's limits)."""
+    literals, names = _peer_hosts(cfg)
+    listener.set_peer_addresses(literals)
+    if not names:
+        return None
+
+    async def resolve() -> None:
+        found = await asyncio.gather(*(_resolve(n) for n in sorted(names)))
+        listener.set_peer_addresses(literals.union(*found))
+
+    return asyncio.create_task(resolve(), name="shoal-resolve-peers")
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
 def _listener(
     replica: Replica, host: str | None, port: int | None, handle: Callable[[Channel], Awaitable[None]]
 ) -> Listener:
@@ -73,6 +119,7 @@ def _listener(
         server_context(replica.ident.cert_path, replica.ident.key_path),
         handle,
         allowed,
+        peer_addresses=_peer_hosts(replica.cfg)[0],
     )
 
 
@@ -96,6 +143,7 @@ async def serve_one(
             done.set()
 
     listener = _listener(replica, host, port, handle)
+    resolving = _follow_peer_addresses(listener, replica.cfg)
     if sock is None:
         await listener.start()
         log.info("serving one connection on %s:%d", listener.host, listener.bound_port)
@@ -114,6 +162,7 @@ async def serve_one(
             await done.wait()
             await listener.stop_accepting()
     finally:
+        await _cancel(resolving)
         await listener.close()
     return 0
 
@@ -149,6 +198,7 @@ async def serve(
             sessions.discard(task)
 
     listener = _listener(replica, host, port, handle)
+    resolving = _follow_peer_addresses(listener, cfg)
     await listener.start()
     started = time.time()
     live: Live | None = None
@@ -192,6 +242,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, hup.set)
 
     async def reloader() -> None:
+        nonlocal resolving
         while True:
             await hup.wait()
             hup.clear()
@@ -202,6 +253,8 @@ async def serve(
             except ShoalError as e:
                 log.error("SIGHUP: the new config has errors; keeping the running one:\n%s", e)
                 continue
+            await _cancel(resolving)
+            resolving = _follow_peer_addresses(listener, cfg_new)
             await start_live()
             log.info("SIGHUP: config reloaded: %d group(s), %d peer(s)", len(cfg_new.groups), len(cfg_new.peers()))
 
@@ -253,6 +306,7 @@ async def serve(
         reloading.cancel()
         with contextlib.suppress(BaseException):
             await reloading
+        await _cancel(resolving)
         if reload is not None:
             loop.remove_signal_handler(signal.SIGHUP)
         if live_task is not None and not live_task.done():

@@ -5,7 +5,8 @@ Owns: sockets, TLS contexts, timeouts and backpressure. Must not: interpret mess
 TLS or not is decided per connection: a dialer uses TLS unless ``nossl`` matches both ends; the listener
 peeks at the first byte (a TLS ClientHello starts with 0x16) and the session later refuses a plain
 connection that ``nossl`` does not allow. ``only-from`` networks are checked on accept, before any byte
-is read.
+is read; then the caps on connections not authenticated yet (net.admission) and, for an address the
+config does not name, short windows for the first byte and for everything up to authentication.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shoal.errors import ShoalError
+from shoal.net.admission import Verdict, Waiting, admit, canonical_address, network_of
 from shoal.proto import messages as m
 from shoal.proto.errors import RemoteProtocolError
 from shoal.proto.session import Connection, Role, State
@@ -152,35 +154,67 @@ def address_allowed(address: str, networks: Sequence[str]) -> bool:
 Handler = Callable[[Channel], Awaitable[None]]
 
 
-MAX_UNAUTHENTICATED_PER_ADDRESS = 8  #: connections from one address still in TLS or the handshake
-MAX_UNAUTHENTICATED = 64  #: the same, from all addresses together
+#: A real node sends its TLS ClientHello (or, with nossl, its Hello) the moment TCP is up, so a stranger
+#: (an address the config does not name; see net.admission) that has sent nothing after 3 s is not one.
+#: 3 s still covers one lost and retransmitted first segment (Linux's first retransmission is at 1 s).
+STRANGER_FIRST_BYTE_S = 3.0
+#: From accept to authenticated, for a stranger: TLS 1.3 is one round trip and the handshake two more
+#: plus a database look-up, well under a second on the networks shoal is for. 8 s leaves room for a busy
+#: node and a lossy link, and frees a stranger's slot at least every 8 s whatever it trickles in.
+STRANGER_DEADLINE_S = 8.0
+#: A peer address's slots are its own (nobody else can fill them), so it keeps the longer windows:
+#: this for the first byte and for TLS, then the handshake's own timeout.
+PEER_FIRST_BYTE_S = CONNECT_TIMEOUT_S
+WARN_EVERY_S = 60.0  #: one 'too many' line per address (or network, or pool) per this long
+_AUTHENTICATED = (State.OPEN, State.CLOSED)
 
 
 @dataclass
 class _Accepted:
-    address: str
+    address: str  #: canonical (net.admission.canonical_address)
+    network: str
+    peer: bool  #: from an address the config names for a host
     channel: Channel | None = None
 
     @property
     def authenticated(self) -> bool:
-        return self.channel is not None and self.channel.conn.state in (State.OPEN, State.CLOSED)
+        return self.channel is not None and self.channel.conn.state in _AUTHENTICATED
 
 
 class Listener:
-    """Accepts peers on one address; hands each channel to ``handler`` in a task of its own."""
+    """Accepts peers on one address; hands each channel to ``handler`` in a task of its own.
+
+    Before a connection has authenticated it is held to the caps of net.admission (``peer_addresses``,
+    the addresses the config names for hosts, have slots of their own) and, from any other address, to
+    STRANGER_FIRST_BYTE_S and STRANGER_DEADLINE_S. ``set_peer_addresses`` replaces the set (a reload)."""
 
     def __init__(
-        self, host: str, port: int, tls_ctx: ssl.SSLContext, handler: Handler, allowed: Callable[[str], bool]
+        self,
+        host: str,
+        port: int,
+        tls_ctx: ssl.SSLContext,
+        handler: Handler,
+        allowed: Callable[[str], bool],
+        peer_addresses: Iterable[str] = (),
     ) -> None:
         self.host, self.port = host, port
         self.tls_ctx = tls_ctx
         self.handler = handler
         self.allowed = allowed
+        self.set_peer_addresses(peer_addresses)
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._conns: dict[asyncio.Task[None], _Accepted] = {}  #: every connection being served
-        self._last_warned: dict[str, float] = {}  # address -> when its last 'too many' line was logged
-        self._unwarned: dict[str, int] = {}  # address -> refusals since then (not logged one by one)
+        self._last_warned: dict[str, float] = {}  # address/network/pool -> when its last 'too many' line was
+        self._unwarned: dict[str, int] = {}  # the same -> refusals since then (not logged one by one)
+
+    def set_peer_addresses(self, addresses: Iterable[str]) -> None:
+        """The addresses whose connections use the peers' slots (IP strings; any spelling)."""
+        self._peer_addresses = frozenset(canonical_address(a) for a in addresses)
+
+    @property
+    def peer_addresses(self) -> frozenset[str]:
+        return self._peer_addresses
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -210,60 +244,111 @@ class Listener:
             # which an accepted socket's does not: without it every request/answer turn waited ~40 ms
             # for a delayed ACK (Nagle).
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if not self._admit(addr[0]):
+            address = canonical_address(addr[0])
+            accepted = _Accepted(address, network_of(address), address in self._peer_addresses)
+            if not self._admit(accepted):
                 conn.close()
                 continue
-            accepted = _Accepted(addr[0])
-            task = loop.create_task(self.serve_accepted(conn, addr[0], accepted))
+            task = loop.create_task(self.serve_accepted(conn, address, accepted))
             self._conns[task] = accepted
             task.add_done_callback(lambda t: self._conns.pop(t, None))
+            # sock_accept does not yield while the backlog holds connections: without this a flood
+            # would keep every other task (the sessions, the handshakes it is waiting on) from running
+            await asyncio.sleep(0)
 
-    def _admit(self, address: str) -> bool:
-        """Whether one more connection from ``address`` may start a handshake. Connections that have
-        not authenticated yet are capped per address and in all, so that a flood of idle or trickling
-        connections cannot crowd out real peers (each one is dropped after the handshake timeout)."""
-        waiting = [a.address for a in self._conns.values() if not a.authenticated]
-        mine = sum(1 for a in waiting if a == address)
-        if mine < MAX_UNAUTHENTICATED_PER_ADDRESS and len(waiting) < MAX_UNAUTHENTICATED:
+    def _admit(self, new: _Accepted) -> bool:
+        """Whether one more connection may start a handshake (net.admission decides from the counts of
+        connections that have not authenticated yet); a refusal is logged, at most once a minute for
+        each address (or network, or the strangers' pool, whichever cap was full)."""
+        waiting = [a for a in self._conns.values() if not a.authenticated]
+        strangers = [a for a in waiting if not a.peer]
+        counts = Waiting(
+            from_address=sum(1 for a in waiting if a.address == new.address),
+            from_network=sum(1 for a in strangers if a.network == new.network),
+            strangers=len(strangers),
+        )
+        verdict = admit(new.peer, counts)
+        if verdict is Verdict.ADMIT:
             return True
+        if verdict is Verdict.ADDRESS_FULL:
+            key, why = new.address, f"{counts.from_address} from this address"
+        elif verdict is Verdict.NETWORK_FULL:
+            key, why = new.network, f"{counts.from_network} from its network {new.network}"
+        else:
+            key, why = "strangers", f"{counts.strangers} from addresses not in the config"
         now = time.monotonic()
-        self._unwarned[address] = self._unwarned.get(address, 0) + 1
-        if now - self._last_warned.get(address, -1e9) >= 60:
+        self._unwarned[key] = self._unwarned.get(key, 0) + 1
+        if now - self._last_warned.get(key, -1e9) >= WARN_EVERY_S:
             log.warning(
-                "refused connection from %s: too many connections still in their handshake (%d from this "
-                "address, %d in all); %d refused since the last such line",
-                address,
-                mine,
-                len(waiting),
-                self._unwarned.pop(address),
+                "refused connection from %s: too many connections still in their handshake (%s, the most "
+                "allowed); %d refused since the last such line",
+                new.address,
+                why,
+                self._unwarned.pop(key),
             )
-            self._last_warned = {a: t for a, t in self._last_warned.items() if now - t < 60}  # stays small
-            self._unwarned = {a: n for a, n in self._unwarned.items() if a in self._last_warned}
-            self._last_warned[address] = now
+            self._last_warned = {k: t for k, t in self._last_warned.items() if now - t < WARN_EVERY_S}  # stays small
+            self._unwarned = {k: n for k, n in self._unwarned.items() if k in self._last_warned}
+            self._last_warned[key] = now
         return False
 
     async def serve_accepted(self, conn: socket.socket, addr: str, accepted: _Accepted | None = None) -> None:
-        """Run the handler on a connection accepted here or elsewhere (inetd passes one on stdin)."""
+        """Run the handler on a connection accepted here or elsewhere (inetd passes one on stdin). A
+        stranger's connection that has not authenticated STRANGER_DEADLINE_S after this started is
+        dropped, wherever it is (TLS, the handshake)."""
         conn.setblocking(False)
         with contextlib.suppress(OSError):  # not TCP (a unix socket in a test): nothing to tune
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            channel = await self._open(conn, addr)
-        except (TimeoutError, OSError, ssl.SSLError) as e:
-            log.warning("connection from %s failed before the session: %s", addr, e)
-            conn.close()
-            return
-        if channel is None:
-            conn.close()
-            return
-        if accepted is not None:
-            accepted.channel = channel
-        try:
-            await self.handler(channel)
-        finally:
-            await channel.close()
+        peer = accepted.peer if accepted is not None else canonical_address(addr) in self._peer_addresses
+        task = asyncio.current_task()
+        assert task is not None
+        channel: Channel | None = None
+        expired = False
 
-    async def _open(self, conn: socket.socket, addr: str) -> Channel | None:
+        def expire() -> None:
+            nonlocal expired
+            if channel is None or channel.conn.state not in _AUTHENTICATED:
+                expired = True
+                task.cancel()
+
+        timer = None if peer else asyncio.get_running_loop().call_later(STRANGER_DEADLINE_S, expire)
+        try:
+            try:
+                channel = await self._open(conn, addr, PEER_FIRST_BYTE_S if peer else STRANGER_FIRST_BYTE_S)
+            except PeerTimeout as e:
+                # idle probes are common and cheap for the sender: not worth a warning each, from strangers
+                log.log(logging.WARNING if peer else logging.INFO, "dropped connection: %s", e)
+                conn.close()
+                return
+            except (OSError, ssl.SSLError) as e:
+                log.warning("connection from %s failed before the session: %s", addr, e)
+                conn.close()
+                return
+            if channel is None:
+                conn.close()
+                return
+            if accepted is not None:
+                accepted.channel = channel
+            try:
+                await self.handler(channel)
+            finally:
+                if timer is not None:
+                    timer.cancel()  # the session's end (closing, below) is no longer the deadline's business
+                await channel.close()
+        except asyncio.CancelledError:
+            if not expired or task.uncancel() > 0:
+                raise
+            log.warning(
+                "%s did not finish the handshake within %.0fs of connecting (the limit for an address the "
+                "config does not name for a host)",
+                addr,
+                STRANGER_DEADLINE_S,
+            )
+            conn.close()  # a channel, if there was one, was closed on the way out of the handler
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _open(self, conn: socket.socket, addr: str, first_byte_s: float) -> Channel | None:
         loop = asyncio.get_running_loop()
         readable: asyncio.Future[None] = loop.create_future()
 
@@ -273,7 +358,9 @@ class Listener:
 
         loop.add_reader(conn.fileno(), ready)
         try:
-            await asyncio.wait_for(readable, CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(readable, first_byte_s)
+        except TimeoutError:
+            raise PeerTimeout(f"{addr} sent nothing within {first_byte_s:.0f}s of connecting") from None
         finally:
             loop.remove_reader(conn.fileno())
         first = conn.recv(1, socket.MSG_PEEK)
@@ -282,9 +369,13 @@ class Listener:
         tls = first[0] == TLS_RECORD
         reader = asyncio.StreamReader(limit=1 << 22)
         protocol = asyncio.StreamReaderProtocol(reader)
-        transport, _ = await asyncio.wait_for(
-            loop.connect_accepted_socket(lambda: protocol, conn, ssl=self.tls_ctx if tls else None), CONNECT_TIMEOUT_S
-        )
+        try:
+            transport, _ = await asyncio.wait_for(
+                loop.connect_accepted_socket(lambda: protocol, conn, ssl=self.tls_ctx if tls else None),
+                CONNECT_TIMEOUT_S,
+            )
+        except TimeoutError:
+            raise TimeoutError(f"the TLS handshake did not finish within {CONNECT_TIMEOUT_S:.0f}s") from None
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return Channel(reader, writer, Connection(Role.SERVER), addr, None, tls=tls)
 
