@@ -72,6 +72,8 @@ groups = st.builds(
     fingerprints=st.lists(
         st.builds(FingerprintPin, lower, st.binary(min_size=32, max_size=32).map(bytes.hex)), max_size=2
     ).map(tuple),
+    allow_setuid=st.booleans(),
+    allow_devices=st.booleans(),
 )
 prefixes = st.builds(
     PrefixSpec, name=text, entries=st.lists(st.builds(PrefixEntry, lower, abs_path), max_size=3).map(tuple)

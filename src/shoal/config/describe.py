@@ -40,4 +40,7 @@ def describe_group(cfg: NodeConfig, g: GroupView) -> list[str]:
     )
     if g.only_from:
         lines.append(f"  only-from {' '.join(g.only_from)}")
+    setuid = "applied (allow setuid)" if g.allow_setuid else "stripped"
+    devices = "created (allow devices)" if g.allow_devices else "refused"
+    lines.append(f"  receives  setuid/setgid bits {setuid}, device nodes {devices}")
     return lines

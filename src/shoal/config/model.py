@@ -16,6 +16,8 @@ AUTO_POLICIES: tuple[AutoPolicy, ...] = ("none", "first", "younger", "older", "b
 RuleKind = Literal["include", "exclude", "compare"]
 IgnoreWord = Literal["uid", "gid", "mod"]
 IGNORE_WORDS: tuple[IgnoreWord, ...] = ("uid", "gid", "mod")
+AllowWord = Literal["setuid", "devices"]
+ALLOW_WORDS: tuple[AllowWord, ...] = ("setuid", "devices")
 
 DEFAULT_PORT = 30866
 DEFAULT_LOCK_TIMEOUT_S = 12
@@ -64,6 +66,8 @@ class ActionSpec:
     do_local: bool = False
     do_local_only: bool = False
     pos: SourcePos = _pos()
+    #: where each of ``execs`` was written (for warnings about its text)
+    exec_pos: tuple[SourcePos, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,10 @@ class GroupSpec:
     delay_ms: int | None = None
     only_from: tuple[str, ...] = ()
     fingerprints: tuple[FingerprintPin, ...] = ()
+    #: ``allow setuid;``: received setuid/setgid bits are applied (stripped otherwise)
+    allow_setuid: bool = False
+    #: ``allow devices;``: received device nodes are created (refused otherwise)
+    allow_devices: bool = False
     pos: SourcePos = _pos()
     key_pos: SourcePos = _pos()
 

@@ -20,6 +20,7 @@ csync2 does not reserve)::
                  | 'backup-generations' INT ';' | 'action' '{' astmt* '}'
                  | 'interval' DURATION ';' | 'watch' ('on'|'off') ';' | 'delay' DURATION ';'   (extensions)
                  | 'only-from' CIDR+ ';' | 'fingerprint' VALUE SHA256 ';'                      (extensions)
+                 | 'allow' ('setuid'|'devices')+ ';'                                           (extension)
     hostitem    := host | '(' host+ ')'          host := VALUE ['@' VALUE]
     astmt       := 'pattern' VALUE+ ';' | 'exec' VALUE+ ';' | 'logfile' VALUE ';'
                  | 'do-local' ';' | 'do-local-only' ';'
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shoal.config.model import (
+    ALLOW_WORDS,
     AUTO_POLICIES,
     IGNORE_WORDS,
     ActionSpec,
@@ -89,6 +91,7 @@ GROUP_KEYWORDS = (
     "delay",
     "only-from",
     "fingerprint",
+    "allow",
 )
 ACTION_KEYWORDS = ("pattern", "exec", "logfile", "do-local", "do-local-only")
 
@@ -142,6 +145,8 @@ class _GroupDraft:
     delay_ms: int | None = None
     only_from: list[str] = field(default_factory=list)
     fingerprints: list[FingerprintPin] = field(default_factory=list)
+    allow_setuid: bool = False
+    allow_devices: bool = False
     seen: dict[str, SourcePos] = field(default_factory=dict)
 
     def freeze(self) -> GroupSpec:
@@ -159,6 +164,8 @@ class _GroupDraft:
             delay_ms=self.delay_ms,
             only_from=tuple(self.only_from),
             fingerprints=tuple(self.fingerprints),
+            allow_setuid=self.allow_setuid,
+            allow_devices=self.allow_devices,
             pos=self.pos,
             key_pos=self.key_pos or self.pos,
         )
@@ -484,6 +491,8 @@ class _Parser:
                 raise _fail(fp, f"expected a SHA-256 fingerprint (64 hex digits), found {fp.describe()}")
             self.end("after fingerprint")
             g.fingerprints.append(FingerprintPin(host.text.lower(), hexed.lower(), _pos(kw)))
+        elif word == "allow":
+            self.allow(g)
         else:
             self.once(g.seen, kw, f"in group '{g.name}'")
             self.single_valued(g, kw)
@@ -518,6 +527,20 @@ class _Parser:
                 raise _fail(t, f"expected 'on' or 'off' after 'watch', found {t.describe()}")
             self.end("after watch on|off")
             g.watch = t.text == "on"
+
+    def allow(self, g: _GroupDraft) -> None:
+        """``allow setuid|devices ...;`` (may be given more than once; the words add up)."""
+        if not self.tok.is_value:
+            raise _fail(self.tok, f"expected 'setuid' or 'devices' after 'allow', found {self.tok.describe()}")
+        while self.tok.is_value:
+            t = self.advance()
+            if t.text not in ALLOW_WORDS:
+                raise _fail(t, f"unknown 'allow' word '{t.text}' (use setuid or devices)")
+            if t.text == "setuid":
+                g.allow_setuid = True
+            else:
+                g.allow_devices = True
+        self.end("after 'allow' words")
 
     def hosts(self, g: _GroupDraft) -> None:
         count = 0
@@ -556,6 +579,7 @@ class _Parser:
         opened = self.expect(Kind.LBRACE, "after 'action'")
         patterns: list[str] = []
         execs: list[str] = []
+        exec_pos: list[SourcePos] = []
         logfile: str | None = None
         do_local = do_local_only = False
         seen: dict[str, SourcePos] = {}
@@ -566,7 +590,9 @@ class _Parser:
                 if t.text == "pattern":
                     patterns += [_strip_slashes(v.text) for v in self.values("a pattern", "patterns", "pattern")]
                 elif t.text == "exec":
-                    execs += [v.text for v in self.values("a command", "commands", "exec")]
+                    for v in self.values("a command", "commands", "exec"):
+                        execs.append(v.text)
+                        exec_pos.append(_pos(v))
                 elif t.text == "logfile":
                     self.once(seen, t, "in action")
                     logfile = self.value("a file name after 'logfile'").text
@@ -589,7 +615,9 @@ class _Parser:
                     f"do-local-only), found {t.describe()}{hint}",
                 )
         self.advance()
-        g.actions.append(ActionSpec(tuple(patterns), tuple(execs), logfile, do_local, do_local_only, _pos(kw)))
+        g.actions.append(
+            ActionSpec(tuple(patterns), tuple(execs), logfile, do_local, do_local_only, _pos(kw), tuple(exec_pos))
+        )
 
 
 def _strip_slashes(pattern: str) -> str:

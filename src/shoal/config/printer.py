@@ -70,6 +70,9 @@ def _group(g: GroupSpec) -> list[str]:
         out.append("    only-from " + " ".join(g.only_from) + ";")
     for fp in g.fingerprints:
         out.append(f"    fingerprint {quote(fp.host)} {fp.sha256_hex};")
+    allowed = [word for word, on in (("setuid", g.allow_setuid), ("devices", g.allow_devices)) if on]
+    if allowed:
+        out.append("    allow " + " ".join(allowed) + ";")
     out.append("}")
     return out
 

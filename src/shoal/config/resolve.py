@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shoal.config.model import (
     DEFAULT_BACKUP_GENERATIONS,
@@ -75,6 +75,8 @@ class GroupView:
     roots: tuple[str, ...]
     hosts: tuple[str, ...] = ()  #: every host of the group, this node too, in config order
     slaves: frozenset[str] = frozenset()  #: the receive-only hosts (this node too, if it is one)
+    allow_setuid: bool = False  #: received setuid/setgid bits are applied (``allow setuid;``)
+    allow_devices: bool = False  #: received device nodes are created (``allow devices;``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +210,7 @@ def _group_view(
         _check_key(key_path, key_pos, probe, errors)
     rules = tuple(Rule(r.kind, _expand(r.pattern, r.pos, prefixes, defined, node, errors)) for r in g.rules)
     actions = tuple(
-        ActionSpec(
-            tuple(_expand(p, a.pos, prefixes, defined, node, errors) for p in a.patterns),
-            a.execs,
-            a.logfile,
-            a.do_local,
-            a.do_local_only,
-            a.pos,
-        )
+        replace(a, patterns=tuple(_expand(p, a.pos, prefixes, defined, node, errors) for p in a.patterns))
         for a in g.actions
     )
     hosts = {h.name for h in g.hosts}
@@ -244,6 +239,8 @@ def _group_view(
         roots=tuple(matcher.roots()),
         hosts=tuple(h.name for h in g.hosts),
         slaves=frozenset(h.name for h in g.hosts if h.slave),
+        allow_setuid=g.allow_setuid,
+        allow_devices=g.allow_devices,
     )
 
 
