@@ -8,6 +8,7 @@ import click
 from shoal.cli.config_systemd_cmd import systemd
 from shoal.cli.context import AppContext
 from shoal.config.describe import describe_group
+from shoal.config.lint import warnings
 
 
 @click.group("config")
@@ -32,7 +33,11 @@ def check(app: AppContext) -> int:
         for line in describe_group(cfg, g):
             click.echo(line)
     click.echo("")
-    click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s)")
+    found = warnings(cfg.groups)
+    for line in found:
+        click.echo(line, err=True)
+    counted = f", {len(found)} warning(s)" if found else ""
+    click.echo(f"ok: {len(cfg.groups)} group(s), {len(cfg.peers())} peer(s){counted}")
     return 0
 
 
