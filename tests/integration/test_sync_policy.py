@@ -54,6 +54,7 @@ def test_fingerprint_pinned_in_the_config(cluster: Cluster) -> None:
 
 
 def test_owner_ids_and_device_nodes(cluster: Cluster) -> None:
+    cluster.write_config("allow devices;")  # (refused by default: tests/integration/test_setuid_devices.py)
     cluster.start("beta")
     a = cluster.nodes["alpha"].data
     (a / "owned").write_text("owned by 1234:2345")

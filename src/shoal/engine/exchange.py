@@ -41,6 +41,7 @@ from shoal.fs.apply import (
     ContentMismatch,
     DirectoryNotEmpty,
     FileWriter,
+    RefusedByPolicy,
     Staged,
     Tree,
     discard,
@@ -508,7 +509,7 @@ class Exchange:
                 dirs = [d for d in dirs if d[1] not in not_kept]
                 files = [f for f in files if f[1] not in not_kept]
                 specials = [x for x in specials if x[1] not in not_kept]
-        tree = Tree(self.roots, self.r.cfg.ignore)
+        tree = Tree(self.roots, self.r.cfg.ignore, self._group_of)  # (setuid bits, device nodes: per group)
         applied: list[tuple[Record, str, Record | None]] = []
         staged: list[Staged] = []
         seqs: dict[str, int] = {}
@@ -537,6 +538,8 @@ class Exchange:
                 try:
                     staged.append(tree.make_special(real, rec, local))
                     seqs[real] = seq
+                except RefusedByPolicy as e:  # not a failure to retry: the same record is refused again
+                    self._refuse(rec.path, str(e))
                 except (ApplyError, UnsafePath) as e:
                     self._problem(str(e), seq, failed)
             for rec, real, local, seq, data in files:

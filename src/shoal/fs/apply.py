@@ -7,6 +7,12 @@ parent path is refused, and only paths at or below a managed root are accepted. 
 to a temp file (``.shoal-tmp.*``, never recorded by the scanner) in the destination directory, its hash
 checked, owner, mode and mtime set on the open file; the target is re-checked against our record right
 before ``rename`` puts the new version in place, so a concurrent local edit is never overwritten.
+Metadata never follows a symlink: it is set on the open temp file or directory, or on an entry looked
+up once as an ``O_PATH | O_NOFOLLOW`` fd whose type is checked against the record (``_set_entry``).
+
+Policy (per group, config ``allow setuid|devices``): the setuid and setgid bits of a received mode are
+applied only where the group allows them, and device nodes are created only where it allows those
+(``RefusedByPolicy`` otherwise).
 
 Durability, per batch (design.md section 2, step 6): all temp files are written, one ``syncfs`` makes
 their data durable, the renames happen, a second ``syncfs`` makes the directory entries durable; only
@@ -23,9 +29,10 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import blake3
 
@@ -58,6 +65,29 @@ def writer_alive(path: str) -> bool:
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: an entry of any type, symlinks included, pinned for its metadata (fchmod refuses O_PATH fds: the
+#: entry's /proc/self/fd link is changed instead, which reaches exactly the inode the fd holds)
+_ENTRY_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+SETID_BITS = stat.S_ISUID | stat.S_ISGID
+
+
+class GroupPolicy(Protocol):
+    """What the group managing a path lets this node take from a peer (config.resolve.GroupView)."""
+
+    @property
+    def allow_setuid(self) -> bool: ...
+
+    @property
+    def allow_devices(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    allow_setuid: bool = False
+    allow_devices: bool = False
+
+
+NOTHING_ALLOWED = Allowance()
 
 # The C library this process already runs with (find_library would run ldconfig at every start-up).
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -118,6 +148,11 @@ class LocalRace(ApplyError):
 
 class ContentMismatch(ApplyError):
     """What arrived is not the record's version (the sender's file changed while it was read)."""
+
+
+class RefusedByPolicy(ApplyError):
+    """The group does not let this node take what the record describes (a device node without
+    ``allow devices``): nothing was made, and offering it again would change nothing."""
 
 
 def disk_matches(real: str, expect: Record | None) -> bool:
@@ -252,7 +287,7 @@ class FileWriter:
             self.abort()
             raise ContentMismatch(f"{self.real}: received content does not match the record's hash")
         try:
-            self.tree.set_owner_mode(self.fd, rec)
+            self.tree.set_owner_mode(self.fd, rec, self.real)
             os.utime(self.fd, ns=(time.time_ns(), rec.mtime_ns))
         except OSError as e:
             self.abort()
@@ -264,9 +299,16 @@ class FileWriter:
 class Tree:
     """The managed trees of this node, as the engine may write them. Close after each batch."""
 
-    def __init__(self, roots: Sequence[str], ignore: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        roots: Sequence[str],
+        ignore: Iterable[str] = (),
+        policy: Callable[[str], GroupPolicy] | None = None,
+    ) -> None:
         self.roots = list(roots)
         self.ignore = set(ignore)
+        #: real path -> what its group allows (nothing, without a config: the safe side)
+        self.policy: Callable[[str], GroupPolicy] = policy or (lambda _: NOTHING_ALLOWED)
         self._fds: dict[str, int] = {}
 
     def close(self) -> None:
@@ -330,13 +372,47 @@ class Tree:
             raise ApplyError(f"{real}: not a regular file")
         return fd
 
-    def set_owner_mode(self, fd: int, rec: Record) -> None:
-        uid = -1 if "uid" in self.ignore else rec.uid
-        gid = -1 if "gid" in self.ignore else rec.gid
+    def _owner(self, rec: Record) -> tuple[int, int]:
+        return -1 if "uid" in self.ignore else rec.uid, -1 if "gid" in self.ignore else rec.gid
+
+    def mode_of(self, real: str, rec: Record) -> int:
+        """The mode to give ``real`` for ``rec``: without setuid and setgid unless its group allows them
+        (the sticky bit is no privilege and stays)."""
+        if "mod" in self.ignore:
+            return 0o755 if rec.kind is Kind.DIR else 0o644
+        if rec.mode & SETID_BITS and not self.policy(real).allow_setuid:
+            return rec.mode & ~SETID_BITS
+        return rec.mode
+
+    def set_owner_mode(self, fd: int, rec: Record, real: str) -> None:
+        """On the open file or directory ``fd`` (owner first: chown clears setuid and setgid)."""
+        uid, gid = self._owner(rec)
         if uid != -1 or gid != -1:
             os.fchown(fd, uid, gid)
-        mode = rec.mode if "mod" not in self.ignore else (0o755 if rec.kind is Kind.DIR else 0o644)
-        os.fchmod(fd, mode)
+        os.fchmod(fd, self.mode_of(real, rec))
+
+    def _set_entry(self, dfd: int, name: str, real: str, rec: Record, *, mode: bool) -> None:
+        """Owner, mode (with ``mode``) and mtime of entry ``name`` of ``dfd``. It is looked up once,
+        without following a symlink, and must be of the record's type; everything is then set through
+        that fd, so an entry renamed into the name meanwhile (a symlink to /etc/shadow, by a local user
+        who can write the directory) is never touched. A symlink's own owner and mtime are set, never
+        its target's (the /proc link of an O_PATH fd of a symlink is the symlink). OSError, or
+        ApplyError for an entry of another type."""
+        fd = os.open(name, _ENTRY_FLAGS, dir_fd=dfd)
+        try:
+            found = kind_of(os.fstat(fd).st_mode)
+            if found is not rec.kind:
+                what = "an entry of no synchronised type" if found is None else f"a {found.name.lower()}"
+                raise ApplyError(f"{real}: {what} where the record has a {rec.kind.name.lower()}; not changed")
+            at = f"/proc/self/fd/{fd}"
+            uid, gid = self._owner(rec)
+            if uid != -1 or gid != -1:
+                os.chown(at, uid, gid)
+            if mode and rec.kind is not Kind.SYMLINK:
+                os.chmod(at, self.mode_of(real, rec))
+            os.utime(at, ns=(time.time_ns(), rec.mtime_ns))
+        finally:
+            os.close(fd)
 
     # -- whole-batch steps -----------------------------------------------------------------------------
 
@@ -449,7 +525,7 @@ class Tree:
                 os.mkdir(name, 0o700, dir_fd=pfd)
         fd = self.open_dir(real, create=False)
         try:
-            self.set_owner_mode(fd, rec)
+            self.set_owner_mode(fd, rec, real)
         except OSError as e:
             raise ApplyError(f"{real}: cannot set metadata: {e.strerror}") from None
 
@@ -459,8 +535,11 @@ class Tree:
             os.utime(self.open_dir(real, create=False), ns=(time.time_ns(), mtime_ns))
 
     def make_special(self, real: str, rec: Record, expect: Record | None) -> Staged:
-        """A symlink, fifo or device node, made under a temp name (renamed into place by ``commit``)."""
+        """A symlink, fifo or device node, made under a temp name (renamed into place by ``commit``);
+        RefusedByPolicy for a device node where the group does not allow devices."""
         parent, name = self.split(real)
+        if rec.kind in (Kind.CHR, Kind.BLK) and not self.policy(real).allow_devices:
+            raise RefusedByPolicy(f"{real}: a device node, and its group does not 'allow devices'; not created")
         dfd = self.open_dir(parent, create=True)
         tmp = temp_name()
         try:
@@ -471,15 +550,12 @@ class Tree:
             else:
                 dev_type = stat.S_IFCHR if rec.kind is Kind.CHR else stat.S_IFBLK
                 os.mknod(tmp, 0o600 | dev_type, rec.rdev, dir_fd=dfd)
-            uid = -1 if "uid" in self.ignore else rec.uid
-            gid = -1 if "gid" in self.ignore else rec.gid
-            os.chown(tmp, uid, gid, dir_fd=dfd, follow_symlinks=False)
-            if rec.kind is not Kind.SYMLINK:
-                os.chmod(tmp, rec.mode if "mod" not in self.ignore else 0o644, dir_fd=dfd)
-            os.utime(tmp, ns=(time.time_ns(), rec.mtime_ns), dir_fd=dfd, follow_symlinks=False)
-        except OSError as e:
+            self._set_entry(dfd, tmp, real, rec, mode=True)
+        except (OSError, ApplyError) as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
+            if isinstance(e, ApplyError):
+                raise
             raise ApplyError(f"{real}: cannot create: {e.strerror}") from None
         return Staged(real, dfd, tmp, name, rec, expect)
 
@@ -513,12 +589,7 @@ class Tree:
         """Owner, mode and mtime of what is already at ``real`` (identical content, newer metadata)."""
         parent, name = self.split(real)
         pfd = self.open_dir(parent, create=False)
-        uid = -1 if "uid" in self.ignore else rec.uid
-        gid = -1 if "gid" in self.ignore else rec.gid
         try:
-            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-            if rec.kind is not Kind.SYMLINK and "mod" not in self.ignore:
-                os.chmod(name, rec.mode, dir_fd=pfd)
-            os.utime(name, ns=(time.time_ns(), rec.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            self._set_entry(pfd, name, real, rec, mode="mod" not in self.ignore)
         except OSError as e:
             raise ApplyError(f"{real}: cannot set metadata: {e.strerror}") from None

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from shoal.config.resolve import NodeConfig
-from shoal.fs.apply import STALE_TMP_S, writer_alive
+from shoal.fs.apply import SETID_BITS, STALE_TMP_S, writer_alive
 from shoal.fs.hashing import Hashed, hash_file
 from shoal.fs.results import Problem, ScanResult
 from shoal.fs.walk import Candidate, Walker, WalkHelper, WalkTally, fsdecode
@@ -316,15 +316,11 @@ class Scanner:
             j = journal.get(logical)
             if prev is not None and same_content and same_meta:
                 vector, base = prev.vector, prev.base
-            elif j is not None and (j.kind, j.hash, j.target, j.rdev, j.mode, j.uid, j.gid, j.mtime_ns) == (
-                kind,
-                digest,
-                target,
-                rdev,
-                mode,
-                uid,
-                gid,
-                mtime_ns,
+            elif (
+                j is not None
+                and (j.kind, j.hash, j.target, j.rdev, j.uid, j.gid, j.mtime_ns)
+                == (kind, digest, target, rdev, uid, gid, mtime_ns)
+                and self._received_mode(j.mode, mode, real)
             ):  # a received version whose record the daemon did not live to store: it is the peer's
                 vector, base, origin = j.vector, j.base, j.origin
                 self._adopted.append(logical)
@@ -365,6 +361,19 @@ class Scanner:
                 res.changed += 1
             changes.append(rec)
             res.changed_paths.append(logical)
+
+    def _received_mode(self, received: int, mode: int, real: str) -> bool:
+        """Is ``mode`` on disk what applying a received version of mode ``received`` leaves at ``real``?
+        Where a group managing it does not ``allow setuid``, the apply strips setuid and setgid, so
+        their absence is no local change (which would travel back and strip them at the origin)."""
+        if received == mode:
+            return True
+        return received & ~SETID_BITS == mode and not self._allows_setuid(real)
+
+    def _allows_setuid(self, real: str) -> bool:
+        """Every group managing ``real`` says ``allow setuid`` (the apply strips where any one does not)."""
+        names = set(self.matcher.groups_of(real))
+        return all(g.allow_setuid for g in self.cfg.groups if g.name in names)
 
     def _deletions(
         self,
