@@ -36,9 +36,11 @@ class Keys:
             await replica.close()
 
 
-async def connect(c: Cluster) -> Channel:
+async def connect(c: Cluster, source: str = ATTACKER) -> Channel:
+    """A connection to beta from ``source``: a name is only accepted from its host entry's address, so
+    a script that plays a configured node (real or forged keys) connects from that node's address."""
     beta = c.nodes["beta"]
-    return await dial(beta.address, beta.port, tls=True, source=ATTACKER)
+    return await dial(beta.address, beta.port, tls=True, source=source)
 
 
 async def handshake(ch: Channel, keys: Keys, *, nonce: bytes | None = None) -> tuple[m.Hello, m.Proof, m.Message]:
@@ -57,7 +59,7 @@ async def handshake(ch: Channel, keys: Keys, *, nonce: bytes | None = None) -> t
 @contextlib.asynccontextmanager
 async def session(c: Cluster, node: str) -> AsyncIterator[Channel]:
     """An authenticated session with beta as ``node`` (real keys), past the Welcome."""
-    ch = await connect(c)
+    ch = await connect(c, c.nodes[node].address)
     try:
         _, _, answer = await handshake(ch, await Keys.of(c, node))
         assert isinstance(answer, m.Proof), answer

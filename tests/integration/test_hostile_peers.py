@@ -79,7 +79,7 @@ def refused_as_alpha(net: Cluster, forge: Callable[[Keys], None], answer: str, l
     async def attack() -> None:
         keys = await Keys.of(net, "alpha")
         forge(keys)
-        ch = await connect(net)
+        ch = await connect(net, net.nodes["alpha"].address)  # where alpha may come from
         _, _, got = await handshake(ch, keys)
         assert isinstance(got, m.Refused) and answer in got.reason
         await until_closed(ch)
@@ -92,7 +92,7 @@ def test_wrong_group_key(net: Cluster) -> None:
     def forge(keys: Keys) -> None:
         keys.group_key = os.urandom(32)
 
-    refused_as_alpha(net, forge, "wrong group key", "refused alpha at 127.0.0.9: wrong group key for group 'g'")
+    refused_as_alpha(net, forge, "wrong group key", "refused alpha at 127.0.0.1: wrong group key for group 'g'")
 
 
 def test_copied_certificate_without_its_key(net: Cluster) -> None:
@@ -103,14 +103,14 @@ def test_copied_certificate_without_its_key(net: Cluster) -> None:
     def forge(keys: Keys) -> None:
         keys.key = ed25519.Ed25519PrivateKey.generate()
 
-    refused_as_alpha(net, forge, "proof is invalid", "refused alpha at 127.0.0.9: the peer's node-key proof is invalid")
+    refused_as_alpha(net, forge, "proof is invalid", "refused alpha at 127.0.0.1: the peer's node-key proof is invalid")
 
 
 def test_replayed_handshake(net: Cluster) -> None:
     recorded: list[m.Message] = []
 
     async def record_one() -> None:  # a real session as alpha, as an eavesdropper would have seen it
-        ch = await connect(net)
+        ch = await connect(net, net.nodes["alpha"].address)  # where alpha may come from
         hello, proof, answer = await handshake(ch, await Keys.of(net, "alpha"))
         assert isinstance(answer, m.Proof)
         assert isinstance(await ch.recv(10), m.Welcome)
@@ -121,7 +121,7 @@ def test_replayed_handshake(net: Cluster) -> None:
     run(record_one)
 
     async def replay() -> None:  # the same bytes again, without any key
-        ch = await connect(net)
+        ch = await connect(net, net.nodes["alpha"].address)  # where alpha may come from
         await ch.send(recorded[0])
         assert isinstance(await ch.recv(10), m.Hello)  # a fresh server nonce: the old proof cannot fit
         await ch.send(recorded[1])
@@ -129,7 +129,7 @@ def test_replayed_handshake(net: Cluster) -> None:
         assert isinstance(answer, m.Refused), answer
         await until_closed(ch)
 
-    with one_refusal(net, "refused alpha at 127.0.0.9: the peer's node-key proof is invalid"):
+    with one_refusal(net, "refused alpha at 127.0.0.1: the peer's node-key proof is invalid"):
         run(replay)
 
 

@@ -1,9 +1,11 @@
 """Both sides of the handshake (design.md section 3) on top of proto/ and net/.
 
-Owns: deciding who a peer is and which groups it may sync: certificate pinning (a ``fingerprint`` line,
-else trust on first use, stored in the state database), the node-key signature and the group-key MACs
-over the transcript, ``nossl`` and ``only-from`` per group. Every refusal is one log line naming the
-peer, its address and the reason.
+Owns: deciding who a peer is and which groups it may sync: the binding of a name to its configured
+address (a peer claiming a host's name must connect from an address that host's entry stands for),
+certificate pinning (a ``fingerprint`` line, a pin an admin set with ``shoal trust``, else trust on first
+use from the bound address, stored in the state database), the node-key signature and the group-key
+MACs over the transcript, ``nossl`` and ``only-from`` per group. Every refusal is one log line naming
+the peer, its address and the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TypeVar
 
 from shoal.engine.replica import Replica
 from shoal.errors import AuthError
+from shoal.net.resolve import comes_from
 from shoal.net.transport import Channel, PeerTimeout, address_allowed
 from shoal.proto import auth
 from shoal.proto import messages as m
@@ -65,11 +68,19 @@ async def _check_pin(replica: Replica, peer: str, fp: str, address: str) -> bool
     return True
 
 
-async def _pin(replica: Replica, peer: str, fp: str) -> None:
+async def _pin(replica: Replica, peer: str, fp: str, address: str) -> None:
     pinned = await replica.db(lambda db: db.pin(peer))
     if pinned is None and replica.pinned_in_config(peer) is None:
-        await replica.db(lambda db: db.set_pin(peer, fp, time.time_ns()))
-        log.info("pinned %s's certificate fingerprint %s (first contact)", peer, fp)
+        how = f"first contact from {address}"
+        await replica.db(lambda db: db.set_pin(peer, fp, time.time_ns(), how))
+        log.info(
+            "pinned %s's certificate fingerprint %s (first contact, from %s; 'shoal trust --list' shows "
+            "every pin, compare it with 'shoal id' on %s)",
+            peer,
+            fp,
+            address,
+            peer,
+        )
 
 
 def _check_macs(replica: Replica, groups: list[str], macs: dict[str, bytes], data: bytes, role: str) -> str | None:
@@ -131,7 +142,7 @@ async def client_handshake(replica: Replica, ch: Channel, peer: str, *, offer: b
     welcome = await ch.recv(HANDSHAKE_TIMEOUT_S)
     if not isinstance(welcome, m.Welcome):
         raise AuthError(f"{peer} did not welcome us")
-    await _pin(replica, peer, their_fp)
+    await _pin(replica, peer, their_fp, ch.peer_address)
     log.info("authenticated %s at %s (groups %s)", peer, ch.peer_address, ", ".join(groups))
     return Authenticated(peer, groups, hello.db_id, hello.offer, their_fp)
 
@@ -164,6 +175,12 @@ async def _server_handshake(replica: Replica, ch: Channel) -> Authenticated | No
     if not ch.tls and not replica.cfg.nossl_matches(peer, replica.cfg.node):
         await refuse("plain connections are not allowed for this host (no matching nossl)", who)
         return None
+    # A name is bound to where its host entry says the node is: the group key is shared by every host,
+    # slaves included, so without this any member could speak for a host nobody has pinned yet.
+    configured = replica.addresses_of(peer)
+    if not await comes_from(ch.peer_address, configured):
+        await refuse(f"{peer} connects from {', '.join(configured)} (its host entry), not from this address", who)
+        return None
     their_fp = auth.fingerprint(hello.cert)
     if not await _check_pin(replica, peer, their_fp, ch.peer_address):
         await ch.send(m.Refused("certificate fingerprint does not match the trusted one"))
@@ -194,6 +211,6 @@ async def _server_handshake(replica: Replica, ch: Channel) -> Authenticated | No
     macs = {g: auth.group_mac(replica.group_keys[g], data, "server", g) for g in groups}
     await ch.send(m.Proof(auth.sign(replica.key, data, "server"), macs))
     await ch.send(m.Welcome(groups))
-    await _pin(replica, peer, their_fp)
+    await _pin(replica, peer, their_fp, ch.peer_address)
     log.info("authenticated %s from %s (groups %s)", peer, ch.peer_address, ", ".join(groups))
     return Authenticated(peer, groups, hello.db_id, hello.offer, their_fp)

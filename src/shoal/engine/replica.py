@@ -94,7 +94,9 @@ class Replica:
     group_keys: dict[str, bytes]
     pmap: PathMap
     db_file: str = ""  #: the state database (default: ``state.db`` in the state dir)
-    source_address: str | None = None  #: bind outgoing connections to this local address (csync2 -N)
+    #: outgoing connections come from this local address: this node's own host entry's address when it
+    #: names one (peers check that a name connects from its entry's address), or csync2's ``-N`` address
+    source_address: str | None = None
 
     def __post_init__(self) -> None:
         if not self.db_file:
@@ -216,7 +218,7 @@ class Replica:
             keys,
             PathMap(dict(cfg.prefixes)),
             db_file,
-            source_address,
+            source_address or own_address(cfg),
         )
         await replica.db(lambda db: db.last_seq())
         return replica
@@ -261,9 +263,18 @@ class Replica:
         """A slave's changes are never taken: true when the peer is receive-only in every shared group."""
         return all(any(p.name == peer and p.slave for p in self.group(g).peers) for g in groups)
 
+    def addresses_of(self, peer: str) -> list[str]:
+        """Where ``peer``'s host entries say it is (``NAME@ADDR``, else the name itself), every group's."""
+        return sorted({p.address for g in self.groups_with(peer) for p in g.peers if p.name == peer})
+
     def pinned_in_config(self, peer: str) -> str | None:
         for g in self.groups_with(peer):
             for host, fp in g.fingerprints:
                 if host == peer:
                     return fp
         return None
+
+
+def own_address(cfg: NodeConfig) -> str | None:
+    """The address this node's host entry gives it (``NAME@ADDR``), if it gives one."""
+    return None if cfg.listen_address in ("", "0.0.0.0", "::") else cfg.listen_address  # noqa: S104

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -123,9 +124,17 @@ async def dial(
     that is a refusal, not an outage."""
     local = (source, 0) if source else None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=1 << 22, local_addr=local), timeout_s
-        )
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=1 << 22, local_addr=local), timeout_s
+            )
+        except OSError as e:
+            if local is None or e.errno != errno.EADDRNOTAVAIL:
+                raise
+            # Our own entry's address is not one of this machine's (NAT): the kernel picks one. The peer
+            # then sees another address than our entry's, and says so when it refuses us.
+            log.warning("cannot send from %s (not an address of this machine); connecting from any", source)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 22), timeout_s)
     except (OSError, TimeoutError) as e:
         raise PeerUnreachable(f"cannot connect to {host}:{port}: {e or 'timed out'}") from None
     cert = None

@@ -467,13 +467,23 @@ class StateDB:
         row = self._conn.execute("SELECT fingerprint FROM peers WHERE node_id = ?", (node_id,)).fetchone()
         return None if row is None else row[0]
 
-    def set_pin(self, peer: str, fingerprint: str, now_ns: int) -> None:
+    def set_pin(self, peer: str, fingerprint: str, now_ns: int, how: str | None = None) -> None:
+        """Pin ``fingerprint`` for ``peer``; ``how`` says how it came to be trusted (for people)."""
         with self._write():
             self._conn.execute(
-                "INSERT INTO peers (node_id, fingerprint, pinned_at_ns) VALUES (?, ?, ?) ON CONFLICT (node_id) "
-                "DO UPDATE SET fingerprint = excluded.fingerprint, pinned_at_ns = excluded.pinned_at_ns",
-                (self._node_id(peer), fingerprint, now_ns),
+                "INSERT INTO peers (node_id, fingerprint, pinned_at_ns, pinned_how) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                "pinned_at_ns = excluded.pinned_at_ns, pinned_how = excluded.pinned_how",
+                (self._node_id(peer), fingerprint, now_ns, how),
             )
+
+    def pins(self) -> list[tuple[str, str, int, str | None]]:
+        """Every pinned fingerprint: (peer, fingerprint, pinned_at_ns, how), by peer name."""
+        rows = self._conn.execute(
+            "SELECT nodes.name, peers.fingerprint, peers.pinned_at_ns, peers.pinned_how FROM peers "
+            "JOIN nodes ON nodes.id = peers.node_id WHERE peers.fingerprint IS NOT NULL ORDER BY nodes.name"
+        ).fetchall()
+        return [(str(n), str(fp), int(at or 0), how) for n, fp, at, how in rows]
 
     def reset_pin(self, peer: str) -> bool:
         """Forget ``peer``'s pinned fingerprint (``shoal trust --reset``); True if one was pinned."""
@@ -482,7 +492,8 @@ class StateDB:
         if node_id is not None:
             with self._write():
                 self._conn.execute(
-                    "UPDATE peers SET fingerprint = NULL, pinned_at_ns = NULL WHERE node_id = ?", (node_id,)
+                    "UPDATE peers SET fingerprint = NULL, pinned_at_ns = NULL, pinned_how = NULL WHERE node_id = ?",
+                    (node_id,),
                 )
         return had
 

@@ -144,7 +144,9 @@ class Cluster:
 
     def listening(self, name: str) -> bool:
         node = self.nodes[name]
-        with contextlib.suppress(OSError), socket.create_connection((node.address, node.port), timeout=0.2):
+        # From the node's own address: a probe from elsewhere would be refused (and logged) under only-from.
+        probe = (node.address, node.port)
+        with contextlib.suppress(OSError), socket.create_connection(probe, 0.2, source_address=(node.address, 0)):
             return True
         return False
 
