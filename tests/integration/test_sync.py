@@ -67,3 +67,28 @@ def test_large_files_and_empty_file(cluster: Cluster) -> None:
     r = cluster.sync("alpha", "--peer", "beta")
     assert r.returncode == 0, r.stdout + r.stderr
     assert cluster.tree("beta") == cluster.tree("alpha")
+
+
+def test_an_index_longer_than_one_request_arrives_whole_both_ways(cluster: Cluster) -> None:
+    """More records than one index request is answered with (PAGES_PER_REQUEST pages): the puller asks
+    on from each request's last page, and so does the comparison of `shoal diff`."""
+    from shoal.engine.serving import INDEX_PAGE
+    from shoal.proto.messages import PAGES_PER_REQUEST
+
+    count = PAGES_PER_REQUEST * INDEX_PAGE + 700
+    cluster.start("beta")
+    a = cluster.nodes["alpha"].data
+    for d in range(10):
+        (a / f"d{d}").mkdir()
+        for i in range(count // 10):
+            (a / f"d{d}" / f"f{i}").write_bytes(b"%d.%d" % (d, i))
+    r = cluster.sync("alpha", "--peer", "beta")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cluster.tree("beta") == cluster.tree("alpha")
+    assert len(list((cluster.nodes["beta"].data / "d9").iterdir())) == count // 10
+    diff = cluster.run("alpha", "diff", "beta")
+    assert diff.returncode == 0 and diff.stdout == "", diff.stdout + diff.stderr
+    (cluster.nodes["beta"].data / "d9" / "f1").write_bytes(b"changed on beta")
+    assert cluster.run("beta", "check").returncode == 0
+    diff = cluster.run("alpha", "diff", "beta")
+    assert diff.returncode == 1 and "d9/f1" in diff.stdout, diff.stdout + diff.stderr

@@ -136,6 +136,7 @@ class PeerView:
         theirs: dict[str, Record] = {}
         for request in requests:
             await self._ch.send(request)
+            due = m.PAGES_PER_REQUEST
             while True:
                 batch = await self.reader.next()
                 if not isinstance(batch, m.IndexBatch):
@@ -146,6 +147,10 @@ class PeerView:
                         theirs[rec.path] = rec
                 if not batch.more:
                     break
+                due -= 1
+                if due == 0:  # the last page this request is answered with: ask on from there
+                    await self._ch.send(m.IndexRequest(batch.upto, 0, everything=True))
+                    due = m.PAGES_PER_REQUEST
         return theirs
 
     async def content(self, path: str, rec: Record) -> bytes:

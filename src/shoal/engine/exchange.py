@@ -19,6 +19,7 @@ a time, and come whole or, for a large file we hold an older version of, as a ch
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -62,6 +63,12 @@ T = TypeVar("T")
 
 INLINE_MAX = 64 << 10
 MAX_IN_FLIGHT = 256  #: content requests outstanding at once
+#: messages of content (pieces of up to a frame each) read ahead of the puller: past this the read loop
+#: waits, and TCP holds the sender back (without it a peer could fill our memory as fast as it can send)
+CONTENT_QUEUED = 32
+#: requests of the peer not yet answered: an honest peer waits for answers long before this (it has at
+#: most MAX_IN_FLIGHT content requests and a few index requests out); one that does not is cut
+MAX_REQUESTS_QUEUED = 2 * MAX_IN_FLIGHT + 64
 DRAIN_S = 2.0  #: how long a finished session waits for requests it already read
 MAX_PATHS_ASKED = 1000  #: paths per by-path index request (the responder's limit too)
 MAX_PROBLEMS_SHOWN = 5  #: per peer, in 'shoal status'
@@ -101,8 +108,10 @@ class Exchange:
         # Index pages stream back to back while content answers for an earlier page arrive: two queues,
         # each in order, so the puller can take either without tripping over the other.
         self._index_q: asyncio.Queue[m.Message] = asyncio.Queue()
-        self._content_q: asyncio.Queue[m.Message] = asyncio.Queue()
+        self._content_q: asyncio.Queue[m.Message] = asyncio.Queue(CONTENT_QUEUED)
         self._requests: asyncio.Queue[m.Message | None] = asyncio.Queue()
+        self.acked_upto = 0  #: the highest Ack the peer sent (Acks are coalesced, not queued one by one)
+        self._ack_queued = False
         self._peer_done = asyncio.Event()
         self._bye = asyncio.Event()
         self._closed = asyncio.Event()
@@ -117,7 +126,7 @@ class Exchange:
         self._retry_at: float | None = None  # when a lasting session pulls again unasked, after such a pull
         # What we asked for and not yet fully received: anything else of those kinds is a protocol error
         # (a peer may not push pages or content at us, so our queues only ever hold answers).
-        self._index_asked = 0  # index requests whose last page (more=False) has not arrived
+        self._pages_asked: collections.deque[int] = collections.deque()  # per index request: pages still due
         self._content_asked = 0  # content requests whose ContentEnd has not arrived
         self._aborted: list[str] = []  # paths whose temp file was removed: their directory's time is restored
 
@@ -212,6 +221,8 @@ class Exchange:
         """End the session: wake every waiter with ``reason``."""
         self._close_reason = self._close_reason or reason
         self._index_q.put_nowait(m.Bye(reason))
+        while self._content_q.full():  # what is left of the content no longer matters
+            self._content_q.get_nowait()
         self._content_q.put_nowait(m.Bye(reason))
         self._closed.set()
 
@@ -220,15 +231,17 @@ class Exchange:
             while True:
                 msg = await self.ch.recv()
                 if isinstance(msg, m.IndexBatch):
-                    if self._index_asked == 0:
+                    if not self._pages_asked:
                         raise RemoteProtocolError(f"{self.auth.peer} sent an index page nobody asked for")
-                    self._index_asked -= not msg.more
-                    self._index_q.put_nowait(msg)
+                    self._pages_asked[0] -= 1
+                    if not msg.more or self._pages_asked[0] == 0:
+                        self._pages_asked.popleft()
+                    self._index_q.put_nowait(msg)  # bounded: at most the pages asked for
                 elif isinstance(msg, m.ContentData | m.ContentCopy | m.ContentEnd):
                     if self._content_asked == 0:
                         raise RemoteProtocolError(f"{self.auth.peer} sent content nobody asked for")
                     self._content_asked -= isinstance(msg, m.ContentEnd)
-                    self._content_q.put_nowait(msg)
+                    await self._content_q.put(msg)
                 elif isinstance(msg, m.PullDone):
                     self.report.peer_applied = msg.applied
                     self.report.peer_conflicts = list(msg.conflicts)
@@ -240,7 +253,16 @@ class Exchange:
                 elif isinstance(msg, m.Bye):
                     self._bye.set()
                     return
+                elif isinstance(msg, m.Ack):
+                    self.acked_upto = max(self.acked_upto, msg.upto)
+                    if not self._ack_queued:
+                        self._ack_queued = True
+                        self._requests.put_nowait(msg)
                 else:
+                    if self._requests.qsize() >= MAX_REQUESTS_QUEUED:
+                        raise RemoteProtocolError(
+                            f"{self.auth.peer} sent {MAX_REQUESTS_QUEUED} requests without waiting for answers"
+                        )
                     self._requests.put_nowait(msg)
         except Exception as e:  # handed to whoever waits: the session is over
             self._fail(str(e))
@@ -289,13 +311,17 @@ class Exchange:
         if any(g.slave for g in self.r.cfg.groups if g.name in self.auth.groups):
             await self._slave_catch_up()
         since = (await self.r.db(lambda db: db.watermarks(peer)))[1]
-        self._index_asked += 1
-        await self.ch.send(m.IndexRequest(since, INLINE_MAX))
+        await self._ask_index(m.IndexRequest(since, INLINE_MAX, pages=m.PAGES_PER_REQUEST))
         held = False  # a record could not be applied: do not move the watermark past it
+        due = m.PAGES_PER_REQUEST  # pages of the current request still to come
         while True:
             batch = await self._next(self._index_q)
             if not isinstance(batch, m.IndexBatch):
                 raise PeerClosed(f"{peer} answered an index request with {type(batch).__name__}")
+            due -= 1
+            if batch.more and due == 0:  # the request's last page: ask for the next ones while we apply
+                await self._ask_index(m.IndexRequest(batch.upto, INLINE_MAX, pages=m.PAGES_PER_REQUEST))
+                due = m.PAGES_PER_REQUEST
             if len(batch.inline) != len(batch.records):
                 raise RemoteProtocolError(
                     f"{peer} sent an index page with {len(batch.records)} records but "
@@ -317,6 +343,16 @@ class Exchange:
             if not batch.more:
                 return held
 
+    async def _ask_index(self, request: m.IndexRequest) -> None:
+        """Send an index request; the read loop then takes just the pages it is answered with."""
+        self._pages_asked.append(1 if request.paths else min(request.pages or m.PAGES_PER_REQUEST, m.PAGES_PER_REQUEST))
+        await self.ch.send(request)
+
+    def take_ack(self) -> int:
+        """The highest acknowledgement the peer sent, for the responder to store (one at a time)."""
+        self._ack_queued = False
+        return self.acked_upto
+
     async def _slave_catch_up(self) -> None:
         """A slave's own changes must be replaced by the master's versions, which we may have received
         long ago (the watermark is past them): ask for the master's current records of those paths."""
@@ -324,8 +360,7 @@ class Exchange:
         own = await self.r.db(lambda db: db.paths_changed_by(me))
         own = [p for p in own if (real := self.r.pmap.to_real_safe(p)) is not None and self.matcher.is_managed(real)]
         for i in range(0, len(own), MAX_PATHS_ASKED):
-            self._index_asked += 1
-            await self.ch.send(m.IndexRequest(0, INLINE_MAX, own[i : i + MAX_PATHS_ASKED]))
+            await self._ask_index(m.IndexRequest(0, INLINE_MAX, own[i : i + MAX_PATHS_ASKED]))
             batch = await self._next(self._index_q)
             if not isinstance(batch, m.IndexBatch) or batch.more:
                 raise PeerClosed(f"{self.auth.peer} answered a request by path with {type(batch).__name__}")

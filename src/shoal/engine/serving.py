@@ -66,8 +66,8 @@ class Responder:
                 await self._serve_index(msg)
             elif isinstance(msg, m.ContentRequest):
                 await self._serve_content(msg)
-            elif isinstance(msg, m.Ack):
-                await self.r.db(_set_acked(self.auth.peer, msg.upto))
+            elif isinstance(msg, m.Ack):  # coalesced: the latest of those that arrived meanwhile
+                await self.r.db(_set_acked(self.auth.peer, self.session.take_ack()))
 
     def _shared(self, logical: str) -> str | None:
         """The real path of ``logical`` if the peer may see it here, else None."""
@@ -85,7 +85,8 @@ class Responder:
             await self.ch.send(m.IndexBatch([to_wire(rec) for rec, _ in shared], inline, 0, False))
             return
         since = req.since
-        while True:
+        pages = min(req.pages, m.PAGES_PER_REQUEST) if req.pages > 0 else m.PAGES_PER_REQUEST
+        for sent in range(1, pages + 1):
             last, page = await self.r.db(_page(since))
             echo = None if req.everything else self.auth.peer_db_id
             shared = [
@@ -100,8 +101,8 @@ class Responder:
             self.report.files_out += sum(1 for x in inline if x is not None)
             self.report.bytes_out += sum(len(x) for x in inline if x is not None)
             self.progress(self.report)
-            if not more:
-                return
+            if not more or sent == pages:
+                return  # (more set on the last page of a request: the peer asks again from ``upto``)
             since = upto
 
     def _read_inline(self, shared: list[tuple[Record, str]], limit: int) -> list[bytes | None]:

@@ -11,6 +11,7 @@ import msgspec
 from shoal.proto.errors import RemoteProtocolError
 
 PROTOCOL_VERSION = 1
+PAGES_PER_REQUEST = 4  #: index pages one IndexRequest is answered with, at most
 
 
 class WireRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -67,12 +68,18 @@ class IndexRequest(msgspec.Struct, tag="index_request", frozen=True):
     """Send me your records with sequence numbers above ``since``; inline file contents up to
     ``inline_max`` bytes. With ``paths``: your current records of just these paths, in one batch
     (a slave asks its master for the versions of what it changed locally). ``everything``: include the
-    versions you took from me too (a comparison wants the whole index, not just what I lack)."""
+    versions you took from me too (a comparison wants the whole index, not just what I lack).
+
+    At most ``pages`` pages answer one request (the responder's cap, PAGES_PER_REQUEST, if larger or
+    0): a last page with ``more`` set means "ask again from its ``upto``". This is the flow control of
+    the index: the asker holds no more pages than it asked for, and takes a peer that sends more for
+    a hostile one."""
 
     since: int
     inline_max: int
     paths: list[str] = []
     everything: bool = False
+    pages: int = 0
 
 
 class IndexBatch(msgspec.Struct, tag="index_batch", frozen=True):
