@@ -9,18 +9,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.control.protocol import socket_path
 from shoal.engine.replica import Replica
 from shoal.engine.sync import sync_once
+from shoal.errors import ShoalError
 from shoal.fs.results import ScanResult
 
 log = logging.getLogger(__name__)
+
+LOCK_NAME = "daemon.lock"
+
+
+class DaemonLock:
+    """One daemon per state directory: an exclusive ``flock`` on ``daemon.lock`` (holding the pid),
+    taken before the daemon listens anywhere and held until it exits. A second daemon is refused
+    while the first lives, instead of taking over its control socket; a lock left by a killed daemon
+    goes with its process."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, LOCK_NAME)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise ShoalError(
+                f"another shoal daemon (pid {holder}) runs for the state directory {os.path.dirname(self.path)}; "
+                "stop it first (or give this one its own --state-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        control = socket_path(os.path.dirname(self.path))
+        if _answers(control):
+            self.release()
+            raise ShoalError(f"something already answers on {control}; not taking it over")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _answers(path: str) -> bool:
+    """Whether a process accepts connections on the unix socket at ``path`` (a stale one does not)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(path)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
 
 
 class ControlServer:

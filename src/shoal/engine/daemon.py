@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.config.resolve import NodeConfig
-from shoal.control.server import ControlServer
+from shoal.control.server import ControlServer, DaemonLock
 from shoal.engine.exchange import Exchange
 from shoal.engine.handshake import server_handshake
 from shoal.engine.live import Live
@@ -178,15 +178,40 @@ async def serve(
     metrics_listen: str | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT. SIGHUP calls ``reload`` for a new config and applies it without
-    dropping sessions in flight; a config with errors is logged and the old one stays."""
-    cfg = replica.cfg
-    sessions: set[asyncio.Task[None]] = set()
+    dropping sessions in flight; a config with errors is logged and the old one stays. A second
+    daemon for the same state directory is refused (ShoalError) before it listens anywhere."""
     # Signal handlers come first: a SIGTERM that arrives while the listener starts must still mean
     # "stop cleanly", not the default action.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    claim = DaemonLock(replica.state_dir)
+    try:
+        claim.acquire()
+    except ShoalError:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        raise
+    try:
+        return await _serve_claimed(replica, stop, host, port, ready, watch, reload, metrics_listen)
+    finally:
+        claim.release()
+
+
+async def _serve_claimed(
+    replica: Replica,
+    stop: asyncio.Event,
+    host: str | None,
+    port: int | None,
+    ready: asyncio.Event | None,
+    watch: bool,
+    reload: Callable[[], NodeConfig] | None,
+    metrics_listen: str | None,
+) -> int:
+    cfg = replica.cfg
+    sessions: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
 
     async def handle(ch: Channel) -> None:
         task = asyncio.current_task()
