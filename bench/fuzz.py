@@ -1,6 +1,6 @@
 """Run the fuzzers with a count and seed of your choosing and print a table.
 
-    .venv/bin/python bench/fuzz.py                      # the full counts (1M / 1M / 1M / 100k)
+    .venv/bin/python bench/fuzz.py                      # the full counts (1M / 1M / 1M / 100k / 200k)
     .venv/bin/python bench/fuzz.py --scale 0.1 --seed 7 # a tenth of them, another seed
 
 Exit 1 when any input raised something other than the allowed error types (each is printed with its
@@ -15,7 +15,7 @@ import time
 
 from shoal.testing.fuzz import FUZZERS
 
-FULL = {"frames": 1_000_000, "sessions": 1_000_000, "paths": 1_000_000, "config": 100_000}
+FULL = {"frames": 1_000_000, "sessions": 1_000_000, "paths": 1_000_000, "config": 100_000, "serving": 200_000}
 
 
 def main() -> int:

@@ -1,7 +1,8 @@
 """The seeded fuzzers (shoal.testing.fuzz) against the decoders, the session state machine, received path
-names and the config parser. The default suite runs a short pass with a seed per run of CI; ``-m slow``
-runs the full counts: 1,000,000 inputs each for frames, sessions and paths, 100,000 for the config
-parser. A failure prints the seed, the index and the input, enough to replay it."""
+names, the config parser, and the serving side (hostile content and index requests against a real tree
+and database: no byte outside the root leaves). The default suite runs a short pass with a seed per run
+of CI; ``-m slow`` runs the full counts: 1,000,000 inputs each for frames, sessions and paths, 100,000 for the config
+parser, 200,000 for serving. A failure prints the seed, the index and the input, enough to replay it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 
 from shoal.testing.fuzz import FUZZERS, Report
 
-SHORT = {"frames": 40_000, "sessions": 20_000, "paths": 40_000, "config": 5_000}
-FULL = {"frames": 1_000_000, "sessions": 1_000_000, "paths": 1_000_000, "config": 100_000}
+SHORT = {"frames": 40_000, "sessions": 20_000, "paths": 40_000, "config": 5_000, "serving": 10_000}
+FULL = {"frames": 1_000_000, "sessions": 1_000_000, "paths": 1_000_000, "config": 100_000, "serving": 200_000}
 # A fixed seed by default (repeatable); SHOAL_FUZZ_SEED picks others (bench/fuzz.py --seed does too).
 SEED = int(os.environ.get("SHOAL_FUZZ_SEED", "20261121"))
 

@@ -384,3 +384,12 @@ FUZZERS: dict[str, Callable[[int, int], Report]] = {
     "paths": fuzz_paths,
     "config": fuzz_config,
 }
+
+
+def _serving(inputs: int, seed: int = 0) -> Report:
+    from shoal.testing.fuzz_serving import fuzz_serving  # (real files, a database, the engine: loaded on use)
+
+    return fuzz_serving(inputs, seed)
+
+
+FUZZERS["serving"] = _serving
